@@ -1,0 +1,105 @@
+"""The payload journal: store every raw body first, then apply it through the ingest service.
+
+`record` never parses: it must succeed for any bytes, so nothing Atlas sent is ever lost.
+`apply` parses and applies a stored payload and records the outcome; it is safe to call
+again for the same payload (re-apply from the admin, the sweeper after a broker loss).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.utils import timezone
+
+from atlas_review.atlas import payloads
+
+from . import ingest
+from .models import Payload
+
+log = logging.getLogger(__name__)
+
+V3_SOURCES = (Payload.Source.POLL_V3, Payload.Source.CALLBACK_V3)
+
+
+def record(
+    source: str,
+    body: bytes,
+    *,
+    headers: dict | None = None,
+    flow_uuid: str = "",
+    batch_id: str = "",
+    as_of: datetime | None = None,
+    outcome: str = Payload.Outcome.RECEIVED,
+    error: str = "",
+) -> Payload:
+    return Payload.objects.create(
+        source=source,
+        body=body,
+        size=len(body),
+        sha256=hashlib.sha256(body).hexdigest(),
+        headers=headers or {},
+        flow_uuid=flow_uuid[:64],
+        batch_id=batch_id[:128],
+        as_of=as_of,
+        outcome=outcome,
+        error=error,
+    )
+
+
+def parse(payload: Payload):
+    """The typed content of a stored payload (raises payloads.PayloadError)."""
+    data = payloads.loads(bytes(payload.body))
+    if payload.source in V3_SOURCES:
+        return payloads.parse_callback_data(data)
+    return payloads.parse_batch_page(data, batch_id=payload.batch_id)
+
+
+def apply(payload_id: int) -> Payload | None:
+    """Apply a stored payload. Returns it with its outcome, or None if it is gone."""
+    payload = Payload.objects.filter(pk=payload_id).first()
+    if payload is None:
+        return None
+    Payload.objects.filter(pk=payload_id).update(attempts=payload.attempts + 1)
+    try:
+        parsed = parse(payload)
+    except payloads.PayloadError as exc:
+        return _finish(payload, Payload.Outcome.REJECTED, str(exc))
+    try:
+        if isinstance(parsed, payloads.CallbackData):
+            payload.flow_uuid = parsed.flow_uuid
+            result = ingest.apply_callback_data(parsed, as_of=payload.as_of, source=payload.source)
+        else:
+            payload.batch_id = parsed.batch_id
+            result = ingest.apply_batch_pages(parsed.batch_id, [parsed], as_of=payload.as_of)
+    except ingest.UnmatchedPayload as exc:
+        return _finish(payload, Payload.Outcome.UNMATCHED, str(exc))
+    payload.flow = result.flow
+    payload.upload = result.batch
+    return _finish(payload, result.outcome, "")
+
+
+def _finish(payload: Payload, outcome: str, error: str) -> Payload:
+    payload.outcome = outcome
+    payload.error = error
+    if outcome in (Payload.Outcome.APPLIED, Payload.Outcome.DUPLICATE, Payload.Outcome.STALE):
+        payload.applied_at = timezone.now()
+    payload.save(
+        update_fields=["outcome", "error", "applied_at", "flow", "upload", "flow_uuid", "batch_id"]
+    )
+    log.info("payload %s from %s: %s %s", payload.pk, payload.source, outcome, error)
+    return payload
+
+
+def retry_unmatched_for(flow_uuid: str) -> None:
+    """A flow/init race: a callback that arrived before we stored the flow_uuid is applied
+    as soon as the flow is known."""
+    from .tasks import apply_payload
+
+    ids = Payload.objects.filter(
+        flow_uuid=flow_uuid, outcome=Payload.Outcome.UNMATCHED
+    ).values_list("pk", flat=True)
+    for pk in ids:
+        transaction.on_commit(lambda pk=pk: apply_payload.delay(pk))

@@ -1,0 +1,37 @@
+"""Roles are Django groups. This table is the one place that says what each role may do;
+`sync_roles` (run by a migration and after every migrate) makes the groups match it."""
+
+REVIEWER, SUPERVISOR, AUDITOR = "reviewer", "supervisor", "auditor"
+
+_READ = [
+    "flows.view_flow",
+    "flows.view_document",
+    "flows.view_extractedfield",
+    "flows.view_crosscheck",
+    "flows.view_upload",
+]
+
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    REVIEWER: [*_READ],
+    SUPERVISOR: [*_READ],
+    AUDITOR: [*_READ],
+}
+
+
+def sync_roles(apps=None, schema_editor=None) -> None:
+    from django.apps import apps as global_apps
+
+    apps = apps or global_apps
+    Group = apps.get_model("auth", "Group")
+    Permission = apps.get_model("auth", "Permission")
+    for role, perms in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        wanted = []
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            found = Permission.objects.filter(
+                content_type__app_label=app_label, codename=codename
+            ).first()
+            if found is not None:
+                wanted.append(found)
+        group.permissions.set(wanted)
