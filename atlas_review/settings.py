@@ -116,6 +116,9 @@ DATABASES = {
         conn_max_age=envint("DB_CONN_MAX_AGE", "60"),
     )
 }
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # The demo runs the web server, the poller and callbacks in threads of one process.
+    DATABASES["default"]["OPTIONS"] = {"timeout": 30, "transaction_mode": "IMMEDIATE"}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTHENTICATION_BACKENDS = [

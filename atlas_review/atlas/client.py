@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import random
+import re
 import threading
 import time
 from collections import Counter
@@ -50,6 +51,8 @@ RETRY_AFTER_CAP = 60.0
 MAX_PAGES = 10_000
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 MESSAGE_CHARS = 200
+# Atlas tokens are JWTs; one echoed back in an error body may not be the one we sent.
+JWT_PATTERN = re.compile(r"eyJ[\w-]*\.[\w-]+\.[\w-]*")
 
 RETRYABLE_STATUSES = frozenset({408, 429, *range(500, 600)})
 # Statuses that mean the server turned the request away without acting on it, so even a
@@ -143,6 +146,7 @@ def _clean(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret:
             text = text.replace(secret, "***")
+    text = JWT_PATTERN.sub("***", text)
     # One line, so a hostile body cannot forge log lines.
     return " ".join(text.split())
 
@@ -198,6 +202,8 @@ def _never_sent(exc: requests.RequestException) -> bool:
     reason = exc.args[0] if exc.args else None
     return isinstance(getattr(reason, "reason", None), NewConnectionError)
 
+
+_WARNED_PLAIN_HTTP: set[str] = set()
 
 TRANSIENT_EXCEPTIONS = (
     requests.exceptions.ConnectionError,
@@ -264,7 +270,10 @@ class AtlasClient:
         self._counts_lock = threading.Lock()
         for api in (self.v3, self.v1):
             parts = urlsplit(api.root)
-            if parts.scheme != "https" and parts.hostname not in ("127.0.0.1", "localhost", "::1"):
+            local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+            # Once per URL: from_settings() builds a client per task.
+            if parts.scheme != "https" and not local and api.root not in _WARNED_PLAIN_HTTP:
+                _WARNED_PLAIN_HTTP.add(api.root)
                 logger.warning(
                     "Atlas %s URL is not https; credentials will travel unencrypted", api.name
                 )

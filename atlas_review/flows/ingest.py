@@ -69,7 +69,7 @@ def apply_callback_data(
             return IngestResult(DUPLICATE, Changes(), flow=flow)
 
         now = timezone.now()
-        file_urls = _file_urls(flow.uploads.all())
+        file_urls = _file_urls(flow.uploads.all(), fallback=flow.requested_files)
         changes = Changes()
         _apply_documents({"flow": flow}, data.documents, file_urls, now, changes)
         _apply_cross_checks(flow, data, now, changes)
@@ -127,9 +127,11 @@ def _reposition(doc: OcrDocument, position: int) -> OcrDocument:
     return replace(doc, position=position)
 
 
-def _file_urls(uploads) -> dict[tuple[str, str], str]:
+def _file_urls(uploads, fallback=()) -> dict[tuple[str, str], str]:
     """(batch_id, document_id) -> file_url from what we uploaded; ("", id) as fallback."""
-    urls: dict[tuple[str, str], str] = {}
+    urls: dict[tuple[str, str], str] = {
+        ("", str(item.get("document_id", ""))): item.get("file_url", "") for item in fallback
+    }
     for upload in uploads:
         for item in upload.files:
             doc_id, url = str(item.get("document_id", "")), item.get("file_url", "")

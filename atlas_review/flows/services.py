@@ -8,6 +8,7 @@ UPDATE with a row-count check.
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,6 +24,16 @@ from .models import ACTIVE_SYNC_STATES, Flow, Payload, SyncState, Upload
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 600
+_local = threading.local()
+
+
+def atlas_client() -> AtlasClient:
+    """One client (one HTTP connection pool) per worker thread, reused across tasks."""
+    key = (settings.ATLAS_BASE_URL, settings.ATLAS_DOCSTREAM_URL, settings.ATLAS_CLIENT_ID)
+    cached = getattr(_local, "client", None)
+    if cached is None or cached[0] != key:
+        _local.client = cached = (key, AtlasClient.from_settings())
+    return cached[1]
 
 
 def callback_urls() -> tuple[str, str]:
@@ -63,7 +74,7 @@ def create_batch(
     files: list[tuple[str, str]], *, product_type: str = "", client: AtlasClient | None = None
 ) -> Upload:
     """Upload a v1 docstream batch now and record it for polling."""
-    client = client or AtlasClient.from_settings()
+    client = client or atlas_client()
     product_type = product_type or settings.ATLAS_V1_PRODUCT_TYPE
     batch_id = client.v1_upload(product_type, files)
     return Upload.objects.create(
@@ -93,11 +104,11 @@ def sync_flow(flow_id: int, client: AtlasClient | None = None) -> Flow | None:
     flow = Flow.objects.filter(pk=flow_id).first()
     if flow is None or flow.sync_state not in ACTIVE_SYNC_STATES:
         return flow
-    client = client or AtlasClient.from_settings()
+    client = client or atlas_client()
     try:
         if not flow.flow_uuid:
             _init(flow, client)
-        if not flow.uploads.exists():
+        if not flow.uploads.exists() and not _upload_already_received(flow, client):
             _upload(flow, client)
         _poll(flow, client)
     except AtlasError as exc:
@@ -118,6 +129,14 @@ def _init(flow: Flow, client: AtlasClient) -> None:
     flow.save(update_fields=["flow_uuid", "sync_state", "updated_at"])
     # A callback may have raced ahead of us storing the flow_uuid.
     journal.retry_unmatched_for(flow.flow_uuid)
+
+
+def _upload_already_received(flow: Flow, client: AtlasClient) -> bool:
+    """After an upload whose outcome was unknown (read timeout), ask Atlas before sending
+    the files again: a second multiupload would process the documents twice."""
+    if "outcome unknown" not in flow.last_error:
+        return False
+    return client.status(flow.flow_uuid).upload_status not in ("", "NOT_STARTED")
 
 
 def _upload(flow: Flow, client: AtlasClient) -> None:
@@ -193,6 +212,8 @@ def _record_error(flow: Flow, exc: AtlasError) -> None:
     """Transient errors back off and retry on a later sweep; others stop the flow visibly."""
     flow.error_count += 1
     flow.last_error = str(exc)[:2000]
+    if getattr(exc, "outcome_unknown", False):
+        flow.last_error = f"outcome unknown: {flow.last_error}"
     flow.last_synced_at = timezone.now()
     if exc.transient:
         delay = min(settings.ATLAS_POLL_INTERVAL_SECONDS * 2**flow.error_count, MAX_BACKOFF_SECONDS)
@@ -221,7 +242,7 @@ def sync_batch(upload_id: int, client: AtlasClient | None = None) -> Upload | No
     batch = Upload.objects.filter(pk=upload_id, api=Upload.Api.V1).first()
     if batch is None or batch.sync_state not in ACTIVE_SYNC_STATES:
         return batch
-    client = client or AtlasClient.from_settings()
+    client = client or atlas_client()
     try:
         pages = client.v1_extracts(batch.batch_id)
     except AtlasError as exc:
