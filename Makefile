@@ -27,9 +27,13 @@ $(STAMP): pyproject.toml | check-python
 install: $(STAMP)
 
 # The demo: SQLite, no broker (tasks run inline), the Atlas simulator on SIM_PORT.
+DEMO_ENV := DEBUG=True ATLAS_BASE_URL=http://127.0.0.1:$(SIM_PORT)/v3/verification \
+	ATLAS_DOCSTREAM_URL=http://127.0.0.1:$(SIM_PORT)/v1/docstream PUBLIC_BASE_URL=http://127.0.0.1:$(PORT) \
+	ATLAS_CALLBACK_CLIENT_ID=demo-atlas-callback ATLAS_CALLBACK_CLIENT_SECRET=demo-callback-secret-2026
+
 run: install
-	DEBUG=True $(PY) manage.py migrate --noinput
-	DEBUG=True $(PY) manage.py demo --simulator-port $(SIM_PORT) --port $(PORT)
+	$(DEMO_ENV) $(PY) manage.py migrate --noinput
+	$(DEMO_ENV) $(PY) manage.py demo --simulator-port $(SIM_PORT) --port $(PORT)
 
 test: install
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} $(PY) -m pytest $(PYTEST_ARGS)
