@@ -64,7 +64,9 @@ def env_fingerprint() -> str:
     secret = settings.ATLAS_CALLBACK_CLIENT_SECRET
     if not (client_id and secret):
         return ""
-    return salted_hmac("callbacks.env-pair", f"{client_id}\n{secret}").hexdigest()
+    return salted_hmac(
+        "callbacks.env-pair", f"{client_id}\n{secret}", algorithm="sha256"
+    ).hexdigest()
 
 
 def _equal(a: str, b: str) -> bool:
@@ -326,10 +328,16 @@ def _set_outcome(payload: Payload, outcome: str, *, error: str) -> None:
 def dispatch_apply(payload_id: int) -> None:
     """Queue (or, without a broker, run) the apply. A broker failure is not the sender's
     problem: the payload is stored, and the sweeper applies anything left `received`."""
+    transaction.on_commit(lambda: _delay_apply(payload_id))
+
+
+def _delay_apply(payload_id: int) -> None:
+    # apply_payload.delay_on_commit, with the broker error caught where it is raised: at
+    # commit time, which is after this module's code if a caller holds a transaction open.
     from atlas_review.flows.tasks import apply_payload
 
     try:
-        apply_payload.delay_on_commit(payload_id)
+        apply_payload.delay(payload_id)
     except Exception:
         log.exception("could not queue payload %s; the sweeper will apply it", payload_id)
 

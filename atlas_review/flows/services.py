@@ -24,6 +24,7 @@ from .models import ACTIVE_SYNC_STATES, Flow, Payload, SyncState, Upload
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 600
+MIN_BACKOFF_SECONDS = 5
 _local = threading.local()
 
 
@@ -208,6 +209,11 @@ def fetch_results(flow: Flow, client: AtlasClient) -> Payload:
     return journal.apply(payload.pk)
 
 
+def _backoff(error_count: int) -> int:
+    base = max(settings.ATLAS_POLL_INTERVAL_SECONDS, MIN_BACKOFF_SECONDS)
+    return min(base * 2 ** (error_count - 1), MAX_BACKOFF_SECONDS)
+
+
 def _record_error(flow: Flow, exc: AtlasError) -> None:
     """Transient errors back off and retry on a later sweep; others stop the flow visibly."""
     flow.error_count += 1
@@ -216,7 +222,7 @@ def _record_error(flow: Flow, exc: AtlasError) -> None:
         flow.last_error = f"outcome unknown: {flow.last_error}"
     flow.last_synced_at = timezone.now()
     if exc.transient:
-        delay = min(settings.ATLAS_POLL_INTERVAL_SECONDS * 2**flow.error_count, MAX_BACKOFF_SECONDS)
+        delay = _backoff(flow.error_count)
         flow.next_sync_at = timezone.now() + timedelta(seconds=delay)
     else:
         flow.sync_state = SyncState.ERROR
@@ -249,9 +255,7 @@ def sync_batch(upload_id: int, client: AtlasClient | None = None) -> Upload | No
         batch.error_count += 1
         batch.last_error = str(exc)[:2000]
         if exc.transient or exc.status == 409:  # 409: still processing
-            delay = min(
-                settings.ATLAS_POLL_INTERVAL_SECONDS * 2**batch.error_count, MAX_BACKOFF_SECONDS
-            )
+            delay = _backoff(batch.error_count)
             batch.next_sync_at = timezone.now() + timedelta(seconds=delay)
             if exc.status == 409:
                 batch.error_count, batch.last_error = 0, ""
