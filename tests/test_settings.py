@@ -10,11 +10,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
-    clean = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("DEBUG", "SECRET_KEY", "DJANGO_SETTINGS_MODULE")
-    }
+    # Only the basics: tests/settings.py put test-only values into this process' environment.
+    clean = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
     clean.update(
         DJANGO_SETTINGS_MODULE="atlas_review.settings", DATABASE_URL="sqlite:///:memory:", **env
     )
