@@ -63,6 +63,11 @@ def files_for(app: str, kinds=KINDS, base: str = "http://127.0.0.1:8765") -> lis
     ]
 
 
+def flow_get(sim, tok: str, what: str, flow_uuid: str) -> requests.Response:
+    """GET /v3/verification/<what>?flow_uuid=..."""
+    return call(sim, "GET", f"/v3/verification/{what}?flow_uuid={flow_uuid}", tok)
+
+
 def new_flow(sim, tok: str, app: str = "APP-1", **extra) -> str:
     body = {"product_type": "PROD_CDL", "application_id": app, "flow_params": {}, **extra}
     response = call(sim, "POST", "/v3/verification/flow/init", tok, json=body)
@@ -123,10 +128,10 @@ def test_calls_without_a_valid_token_get_401(sim):
 
 
 def test_tokens_expire_by_ttl_and_on_demand(sim):
-    sim.knobs.token_ttl = 0.3
+    sim.knobs.token_ttl = 0.5
     short = token(sim)
     assert call(sim, "GET", "/v3/verification/status?flow_uuid=x", short).status_code == 404
-    time.sleep(0.35)
+    time.sleep(0.55)
     assert call(sim, "GET", "/v3/verification/status?flow_uuid=x", short).status_code == 401
 
     sim.knobs.token_ttl = 3600
@@ -179,7 +184,7 @@ def test_missing_and_unknown_parameters(sim):
 
 
 def test_status_progresses_and_extracts_wait_for_it(sim):
-    sim.knobs.processing_seconds = 0.4
+    sim.knobs.processing_seconds = 0.8
     tok = token(sim)
     flow = new_flow(sim, tok)
     status = f"/v3/verification/status?flow_uuid={flow}"
@@ -219,7 +224,7 @@ def test_extracts_have_the_contract_shape(sim):
     tok = token(sim)
     flow = new_flow(sim, tok)
     upload(sim, tok, flow, files_for("APP-1"))
-    body = call(sim, "GET", f"/v3/verification/extracts?flow_uuid={flow}", tok).json()
+    body = flow_get(sim, tok, "extracts", flow).json()
     assert set(body) == set(CONTRACT)
     item_keys = {"data", "document_id", "error_code", "error_reason", "batch_id", "file_uuid"}
     assert {key for item in CONTRACT["ocr_data"] for key in item} <= item_keys
@@ -239,17 +244,8 @@ def test_single_object_upload_and_several_uploads_per_flow(sim):
     first = upload(sim, tok, flow, files_for("APP-1", ("invoice",))[0])  # one object
     second = upload(sim, tok, flow, files_for("APP-1", ("aadhaar", "pan")))
     assert first != second
-    wait_for(
-        lambda: (
-            call(sim, "GET", f"/v3/verification/status?flow_uuid={flow}", tok).json()[
-                "master_status"
-            ]
-            == "SUCCESS"
-        )
-    )
-    result = payloads.parse_callback_data(
-        call(sim, "GET", f"/v3/verification/extracts?flow_uuid={flow}", tok).json()
-    )
+    wait_for(lambda: flow_get(sim, tok, "status", flow).json()["master_status"] == "SUCCESS")
+    result = payloads.parse_callback_data(flow_get(sim, tok, "extracts", flow).json())
     batches = [d.batch_id for d in result.documents]
     assert batches[0] == first and batches[-1] == second and batches[-2] == second
 
@@ -263,20 +259,20 @@ def test_fail_and_stuck_rates(sim):
     stuck = new_flow(sim, tok, "S-1")
     upload(sim, tok, stuck, files_for("S-1", ("invoice",)))
     time.sleep(0.05)
-    status = call(sim, "GET", f"/v3/verification/status?flow_uuid={failed}", tok).json()
+    status = flow_get(sim, tok, "status", failed).json()
     assert (status["processing_status"], status["master_status"]) == ("FAILED", "FAILED")
-    r = call(sim, "GET", f"/v3/verification/extracts?flow_uuid={failed}", tok)
+    r = flow_get(sim, tok, "extracts", failed)
     assert (r.status_code, r.json()["message"]) == (422, "flow processing failed")
-    status = call(sim, "GET", f"/v3/verification/status?flow_uuid={stuck}", tok).json()
+    status = flow_get(sim, tok, "status", stuck).json()
     assert status["master_status"] == "IN_PROGRESS"
-    assert call(sim, "GET", f"/v3/verification/extracts?flow_uuid={stuck}", tok).status_code == 409
+    assert flow_get(sim, tok, "extracts", stuck).status_code == 409
 
 
 # --- v1 docstream ----------------------------------------------------------------------------
 
 
 def test_v1_batches_paginate(sim):
-    sim.knobs.processing_seconds = 0.3
+    sim.knobs.processing_seconds = 0.6
     tok = token(sim, "v1")
     files = files_for("V1-1", ("aadhaar", "pan", "imei", "do", "open_box"))
     r = call(sim, "POST", "/v1/docstream/multiupload", tok, json={"product_type": "POC_CDL", "file_urls": files})  # fmt: skip
@@ -318,7 +314,7 @@ def test_results_are_deterministic_per_seed():
         tok = token(sim)
         flow = new_flow(sim, tok, "APP-9")
         upload(sim, tok, flow, files)
-        body = call(sim, "GET", f"/v3/verification/extracts?flow_uuid={flow}", tok).json()
+        body = flow_get(sim, tok, "extracts", flow).json()
         return [
             [(i["data"], i["document_id"], i["error_code"]) for i in body["ocr_data"]],
             body["cross_checks"],
@@ -402,6 +398,8 @@ def test_identifiers_mostly_valid_some_invalid_and_imeis_reused():
     assert all(len(n) == 15 and n.isdigit() for n in imeis)
     assert 0.75 * len(imeis) < sum(imei_number.is_valid(n) for n in imeis) < len(imeis)
     assert any(len(flows_with) > 1 for flows_with in owners.values())
+    prices = [v for _, v in values(flows, "IMEI_CLOSEUP_IMAGE", "price") if v != ""]
+    assert prices and all(isinstance(p, int) for p in prices)
 
 
 # --- faults ----------------------------------------------------------------------------------
@@ -496,7 +494,9 @@ class Receiver:
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def callbacks(self) -> list[tuple[str, dict, bytes]]:
         return [r for r in self.requests if r[0] == "/callback"]
@@ -531,7 +531,7 @@ def test_v3_callback_authenticates_then_posts_callback_data(sim, receiver):
     assert payload["flow_params"] == {"branch": "BLR-01"}
     data = payloads.parse_callback_data(payload)
     assert data.flow_uuid == flow and len(data.documents) >= 6
-    extracts = call(sim, "GET", f"/v3/verification/extracts?flow_uuid={flow}", tok).json()
+    extracts = flow_get(sim, tok, "extracts", flow).json()
     assert payloads.parse_callback_data(extracts).content_hash() == data.content_hash()
     wait_for(lambda: sim.stats()["callbacks_sent"] == 1)
     time.sleep(0.3)  # the ticker must not send it twice

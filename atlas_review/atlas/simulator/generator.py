@@ -63,7 +63,7 @@ _KINDS = {
     "dealership_name": "text", "dealer_name": "text", "model": "text",
     "mobile_number": "mobile", "customer_mobile_number": "mobile",
     "imei_number": "imei", "total_invoice_amount": "amount", "loan_amount": "amount",
-    "price": "amount", "invoice_date": "date", "do_date": "date", "date_of_birth": "date",
+    "price": "price", "invoice_date": "date", "do_date": "date", "date_of_birth": "date",
 }  # fmt: skip
 # Probabilities of (exact, light, medium, heavy) perturbation per kind. Identifiers are
 # mostly read exactly; free text is where OCR and clerks disagree.
@@ -74,6 +74,7 @@ _LEVELS = {
     "mobile": (0.78, 0.12, 0.06, 0.04),
     "imei": (0.88, 0.07, 0.02, 0.03),
     "amount": (0.8, 0.14, 0.0, 0.06),
+    "price": (0.92, 0.0, 0.0, 0.08),  # stays an int, as the contract shows it
     "date": (0.88, 0.08, 0.0, 0.04),
 }
 
@@ -188,7 +189,7 @@ def _perturb(r: random.Random, kind: str, value: object, level: int, other: obje
             return other[: len(value)]
         first = ocr_typo(r, value[0])
         return [ocr_typo(r, first) if level == 2 else first, *value[1:]]
-    if kind == "amount":
+    if kind in ("amount", "price"):
         assert isinstance(value, int)
         if level == 3:
             return int(round(value * r.choice((0.8, 1.2, 1.5)), -2))
@@ -256,20 +257,20 @@ def generate_document(
         fields[name] = _field(r, name, value, other[name])
 
     if r.random() < UNKNOWN_FIELD_RATE:
-        extra_name, extra_value = data.UNKNOWN_FIELDS[doc_type]
+        extra_name, extra_value = data.UNKNOWN_FIELDS.get(doc_type, ("extra_field", "yes"))
         fields[extra_name] = {"value": extra_value, "confidence_score": _confidence(r)}
 
     error_code = error_reason = ""
     if fate < UNRECOGNISED_RATE + INVALID_DOC_RATE:
         error_code = "INVALID_DOC"
-        error_reason = r.choice(data.INVALID_REASONS[doc_type])
+        error_reason = r.choice(data.INVALID_REASONS.get(doc_type, ("image blurred",)))
         if error_reason == "multiple people":
             fields["number_of_faces_visible"] = {
                 "value": r.randrange(2, 5),
                 "confidence_score": _confidence(r),
             }
         names = list(fields)
-        keep = set(r.sample(names, max(1, len(names) // 2)))
+        keep = set(r.sample(names, max(1, len(names) // 2))) if names else set()
         if error_reason == "multiple people":
             keep.add("number_of_faces_visible")  # the reason must stay explainable
         fields = {n: v for n, v in fields.items() if n in keep}

@@ -151,10 +151,10 @@ class SimulatorRequestHandler(BaseHTTPRequestHandler):
             log.exception("simulator error on %s %s", method, parts.path)
             status, ctype = 500, "application/json"
             body = b'{"message": "simulator bug, see its log"}'
-        self._send(status, body, ctype, headers)
-        with state.lock:
+        with state.lock:  # counted before answering, so a client never sees stale stats
             state.requests[endpoint] += 1
             state.responses[str(status)] += 1
+        self._send(status, body, ctype, headers)
         log.info(
             "%s %s -> %d (%.0f ms)", method, self.path, status, (time.monotonic() - started) * 1000
         )

@@ -37,23 +37,23 @@ class Knobs:
     batches); processing_seconds applies to uploads after the change; token_ttl to tokens
     issued after the change."""
 
-    seed: int = 42
-    client_id: str = DEFAULT_CLIENT_ID
+    seed: int = 42  # results, faults and batch ids all derive from it
+    client_id: str = DEFAULT_CLIENT_ID  # the credentials /authtoken accepts
     client_secret: str = DEFAULT_CLIENT_SECRET
-    token_ttl: float = 3600
-    processing_seconds: float = 6.0
-    fail_rate: float = 0.0
-    stuck_rate: float = 0.0
-    error_rate: float = 0.0
-    latency_ms: int = 0
-    rate_limit_every: int = 0
+    token_ttl: float = 3600  # seconds
+    processing_seconds: float = 6.0  # upload -> SUCCESS (v3) / extracts ready (v1)
+    fail_rate: float = 0.0  # share of v3 flows that end FAILED
+    stuck_rate: float = 0.0  # share of flows/batches that never finish
+    error_rate: float = 0.0  # share of API calls answered 500 or 503
+    latency_ms: int = 0  # added to every API call
+    rate_limit_every: int = 0  # every Nth API call gets 429 + Retry-After: 1 (0 = off)
     callbacks: bool = True
-    callback_client_id: str = "atlas-simulator"
+    callback_client_id: str = "atlas-simulator"  # what we present at the lender's auth_url
     callback_client_secret: str = "callback-secret-change-me"
-    callback_retries: int = 3
-    callback_backoff: float = 0.5
+    callback_retries: int = 3  # retries after the first attempt
+    callback_backoff: float = 0.5  # first retry delay in seconds, doubling
     callback_timeout: float = 5.0
-    v1_auth_url: str = ""
+    v1_auth_url: str = ""  # v1 callbacks are configured per account, not per batch
     v1_callback_url: str = ""
 
     _RATES = ("fail_rate", "stuck_rate", "error_rate")
@@ -69,8 +69,9 @@ class Knobs:
             clean[name] = _coerce(name, types[name], value)
             if name in self._RATES and not 0 <= clean[name] <= 1:
                 raise ValueError(f"{name} must be between 0 and 1")
-            if isinstance(clean[name], int | float) and clean[name] < 0:
-                raise ValueError(f"{name} must not be negative")
+            number = clean[name]
+            if isinstance(number, int | float) and not (math.isfinite(number) and number >= 0):
+                raise ValueError(f"{name} must be a finite number, not negative")
         for name, value in clean.items():
             setattr(self, name, value)
 
