@@ -72,6 +72,7 @@ INSTALLED_APPS = [
     "atlas_review.atlas",
     "atlas_review.flows",
     "atlas_review.callbacks",
+    "atlas_review.checks",  # before review: its ingest receiver must run first
     "atlas_review.review",
     "atlas_review.audit",
 ]
@@ -224,6 +225,10 @@ REVIEW_SIMILARITY_HIGH_PRIORITY = envint("REVIEW_SIMILARITY_HIGH_PRIORITY", "70"
 REVIEW_QA_SAMPLE_PERCENT = envfloat("REVIEW_QA_SAMPLE_PERCENT", "2")
 REVIEW_CLAIM_MINUTES = envint("REVIEW_CLAIM_MINUTES", "30")
 EXPORT_MASK_PERSONAL_DATA = envbool("EXPORT_MASK_PERSONAL_DATA", "True")
+# Larger exports requested from the web page run as a background job (audit app).
+EXPORT_INLINE_MAX_ROWS = envint("EXPORT_INLINE_MAX_ROWS", "50000")
+# Reuse alerts: the same IMEI/invoice/Aadhaar/PAN in another application seen within N days.
+REUSE_WINDOW_DAYS = envint("REUSE_WINDOW_DAYS", "180")
 
 # --- Celery ----------------------------------------------------------------------------
 # Without a broker (quick start) tasks run inline; production sets Redis.

@@ -4,10 +4,13 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="flows:list", permanent=False)),
+    path("", RedirectView.as_view(pattern_name="review:home", permanent=False)),
     path("accounts/login/", auth_views.LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("flows/", include("atlas_review.flows.urls")),
+    path("review/", include("atlas_review.review.urls")),
     path("atlas/", include("atlas_review.callbacks.urls")),
+    path("checks/", include("atlas_review.checks.urls")),
+    path("audit/", include("atlas_review.audit.urls")),
     path("admin/", admin.site.urls),
 ]

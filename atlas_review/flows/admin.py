@@ -4,6 +4,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from atlas_review.checks.masking import mask_value
+
 from .models import CrossCheck, Document, ExtractedField, Flow, SyncState, Upload
 from .tasks import sync_flow
 
@@ -87,9 +89,16 @@ class UploadAdmin(admin.ModelAdmin):
         return _link(obj.flow)
 
 
-class FieldInline(admin.TabularInline):
+class MaskedValueMixin:
+    @admin.display(description="Value")
+    def shown_value(self, obj):
+        # Aadhaar/PAN masked as on every page; the stored value stays whole.
+        return mask_value(obj.document_type, obj.name, obj.value)
+
+
+class FieldInline(MaskedValueMixin, admin.TabularInline):
     model = ExtractedField
-    fields = ("name", "value", "confidence", "withdrawn_at")
+    fields = ("name", "shown_value", "confidence", "withdrawn_at")
     readonly_fields = fields
     extra = 0
     can_delete = False
@@ -121,11 +130,11 @@ class DocumentAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExtractedField)
-class ExtractedFieldAdmin(admin.ModelAdmin):
+class ExtractedFieldAdmin(MaskedValueMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "document_type",
-        "display_value",
+        "shown_value",
         "confidence",
         "flow_link",
         "withdrawn_at",
@@ -135,6 +144,8 @@ class ExtractedFieldAdmin(admin.ModelAdmin):
     list_select_related = ("flow",)
     raw_id_fields = ("document", "flow")
     show_full_result_count = False  # no COUNT(*) over a million fields
+    exclude = ("value",)  # shown masked (shown_value), like every page a reviewer sees
+    readonly_fields = ("shown_value",)
 
     @admin.display(description="Flow")
     def flow_link(self, obj):

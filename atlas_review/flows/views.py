@@ -53,7 +53,12 @@ def flow_detail(request: HttpRequest, pk: int) -> HttpResponse:
         Document.objects.current()
         .filter(flow=flow)
         .prefetch_related(
-            Prefetch("fields", queryset=ExtractedField.objects.current().order_by("position"))
+            Prefetch(
+                "fields",
+                queryset=ExtractedField.objects.current()
+                .order_by("position")
+                .prefetch_related("check_results"),  # "✓ Aadhaar checksum" beside confidence
+            )
         )
     )
     checks = CrossCheck.objects.current().filter(flow=flow).order_by("similarity", "position")

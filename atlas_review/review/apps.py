@@ -1,5 +1,5 @@
 from django.apps import AppConfig
-from django.db.models.signals import post_migrate
+from django.db.models.signals import post_migrate, post_save
 
 
 def _sync_roles(sender, **kwargs):
@@ -13,6 +13,14 @@ class ReviewConfig(AppConfig):
     label = "review"
 
     def ready(self) -> None:
-        # Groups follow roles.ROLE_PERMISSIONS after every migrate (permissions for new
-        # models only exist after post_migrate, so a one-off data migration would miss them).
+        from atlas_review.flows.ingest import results_applied
+        from atlas_review.flows.models import Flow
+
+        from . import flagging
+
+        # Groups are created by migration 0002 and follow roles.ROLE_PERMISSIONS after every
+        # migrate (permissions of models added later only exist after post_migrate).
         post_migrate.connect(_sync_roles, dispatch_uid="review.sync_roles")
+        # The queue follows Atlas's data inside the ingest transaction.
+        results_applied.connect(flagging.on_results_applied, dispatch_uid="review.flag_flow")
+        post_save.connect(flagging.on_flow_saved, sender=Flow, dispatch_uid="review.sync_failed")

@@ -65,7 +65,7 @@ class Priority(models.IntegerChoices):
 class ItemStatus(models.TextChoices):
     OPEN = "open", "Open"
     DECIDED = "decided", "Decided"
-    CLOSED = "closed", "Settled by the flow outcome"
+    CLOSED = "closed", "Closed with the flow"
     CLEARED = "cleared", "No longer flagged"
 
 
@@ -218,6 +218,12 @@ class FlowReview(models.Model):
             # Re-flagging after a threshold change walks flows whose review is not closed.
             models.Index(
                 fields=["flow"], name="flowreview_unclosed_idx", condition=Q(closed_at=None)
+            ),
+            # Supervisors' "held by" filter lists who holds claims now (few rows).
+            models.Index(
+                fields=["claimed_by", "claim_expires_at"],
+                name="flowreview_claimed_idx",
+                condition=Q(claimed_by__isnull=False),
             ),
         ]
 

@@ -1,5 +1,5 @@
 """Roles are Django groups. This table is the one place that says what each role may do;
-`sync_roles` (run by a migration and after every migrate) makes the groups match it."""
+`sync_roles` (run by migration 0002 and after every migrate) makes the groups match it."""
 
 REVIEWER, SUPERVISOR, AUDITOR = "reviewer", "supervisor", "auditor"
 
@@ -11,10 +11,38 @@ _READ = [
     "flows.view_upload",
 ]
 
+# Seeing the queues, flow review pages and decisions (read-only).
+_REVIEW_READ = [
+    "review.view_reviewitem",
+    "review.view_flowreview",
+    "review.view_decision",
+    "review.view_reasoncode",
+]
+
 ROLE_PERMISSIONS: dict[str, list[str]] = {
-    REVIEWER: [*_READ],
-    SUPERVISOR: [*_READ],
-    AUDITOR: [*_READ],
+    # Claims flows and decides their items.
+    REVIEWER: [*_READ, *_REVIEW_READ, "review.decide"],
+    # Also releases claims, reopens flows, sees everyone's work and the decision trail.
+    SUPERVISOR: [
+        *_READ,
+        *_REVIEW_READ,
+        "review.decide",
+        "review.release_claim",
+        "review.reopen_flow",
+        "review.view_all_work",
+        "review.view_decisionevent",
+        "audit.export_data",
+        "audit.view_all_exports",
+        "audit.view_exportjob",
+    ],
+    # Reads everything and exports; decides nothing.
+    AUDITOR: [
+        *_READ,
+        *_REVIEW_READ,
+        "review.view_all_work",
+        "review.view_decisionevent",
+        "audit.export_data",
+    ],
 }
 
 

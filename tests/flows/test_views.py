@@ -75,8 +75,9 @@ def test_the_detail_shows_documents_fields_errors_and_checks(
     reviewer_client, contract_payload, django_assert_num_queries
 ):
     (flow,) = make_flows(contract_payload, 1)
-    # session, user, 2x perms, flow, checks, documents, fields (one prefetch for all documents)
-    with django_assert_num_queries(8):
+    # session, user, 2x perms, flow, checks, documents, fields (one prefetch for all documents),
+    # their check results (one prefetch), the flow's identifier sightings (reuse alerts)
+    with django_assert_num_queries(10):
         response = reviewer_client.get(flow.get_absolute_url())
     body = response.content.decode()
     assert "UNRECOGNISED" in body and "document not in list" in body

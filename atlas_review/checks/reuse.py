@@ -1,0 +1,258 @@
+"""Reuse alerts across applications: the same IMEI, invoice (number + dealer GSTIN),
+Aadhaar or PAN in another loan application within REUSE_WINDOW_DAYS is a classic fraud
+signal (one handset financed twice, one invoice presented to two lenders).
+
+At ingest, `record_sightings` writes one IdentifierSighting per identifier read in the
+flow; `find_reuse` looks the flow's identifiers up in the (kind, value) index. A flow never
+reuses its own identifiers: the same IMEI on the invoice and on the close-up, or a flow
+delivered twice, is one application. Nor does a second flow for the same application_id
+(the lender resubmitted the same application).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import reduce
+from operator import or_
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.urls import reverse
+from django.utils import timezone
+
+from atlas_review.flows.models import ExtractedField, Flow
+
+from .masking import mask_identifier
+from .models import IdentifierKind, IdentifierSighting
+
+MAX_VALUE = 200
+_SEPARATORS = re.compile(r"[\s\-./]")
+_PAN = re.compile(r"^[A-Z0-9]{10}$")
+_GSTIN = re.compile(r"^[0-9A-Z]{15}$")
+_AADHAAR_NAME = re.compile(r"aadh?aa?r", re.IGNORECASE)
+
+
+def _scalars(value) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            continue
+        if isinstance(item, float):
+            if not item.is_integer():
+                continue
+            item = int(item)
+        out.append(str(item).strip())
+    return [s for s in out if s]
+
+
+def normalize_imei(text: str) -> str | None:
+    digits = _SEPARATORS.sub("", text)
+    # Shape only, not the check digit: a wrong digit repeated in two applications is
+    # still the same label.
+    return digits if digits.isdigit() and 14 <= len(digits) <= 16 else None
+
+
+def normalize_aadhaar(text: str) -> str | None:
+    digits = _SEPARATORS.sub("", text)
+    return digits if digits.isdigit() and len(digits) == 12 else None
+
+
+def normalize_pan(text: str) -> str | None:
+    compact = _SEPARATORS.sub("", text).upper()
+    return compact if _PAN.match(compact) else None
+
+
+def normalize_invoice(invoice_number: str, gstin: str) -> str | None:
+    number = _SEPARATORS.sub("", invoice_number).upper()
+    dealer = _SEPARATORS.sub("", gstin).upper()
+    # An invoice number alone collides across dealers ("4332"): both parts are needed.
+    if not number or not _GSTIN.match(dealer):
+        return None
+    value = f"{dealer}/{number}"
+    return value if len(value) <= MAX_VALUE else None
+
+
+def _kind_of_field(document_type: str, name: str) -> str | None:
+    if "imei" in name.lower():
+        return IdentifierKind.IMEI
+    if (document_type, name) == ("AADHAAR", "aadhaar_number") or _AADHAAR_NAME.search(name):
+        return IdentifierKind.AADHAAR
+    if (document_type, name) == ("PAN", "pan_number") or name.lower() == "pan_number":
+        return IdentifierKind.PAN
+    return None
+
+
+_NORMALIZERS = {
+    IdentifierKind.IMEI: normalize_imei,
+    IdentifierKind.AADHAAR: normalize_aadhaar,
+    IdentifierKind.PAN: normalize_pan,
+}
+
+
+def identifiers_of(fields: list[ExtractedField]) -> set[tuple[int, str, str]]:
+    """(field id, kind, normalised value) for every identifier in these fields."""
+    found: set[tuple[int, str, str]] = set()
+    invoices: dict[int, dict[str, ExtractedField]] = {}
+    for f in fields:
+        if f.document_type == "INVOICE" and f.name in ("invoice_number", "dealer_gst"):
+            invoices.setdefault(f.document_id, {})[f.name] = f
+        kind = _kind_of_field(f.document_type, f.name)
+        if kind is None:
+            continue
+        for text in _scalars(f.value):
+            value = _NORMALIZERS[kind](text)
+            if value:
+                found.add((f.pk, kind, value))
+    for parts in invoices.values():
+        number, gstin = parts.get("invoice_number"), parts.get("dealer_gst")
+        if number is None or gstin is None:
+            continue
+        numbers, gstins = _scalars(number.value), _scalars(gstin.value)
+        if numbers and gstins:
+            value = normalize_invoice(numbers[0], gstins[0])
+            if value:
+                found.add((number.pk, IdentifierKind.INVOICE, value))
+    return found
+
+
+def record_sightings(flow: Flow, *, fields: list[ExtractedField] | None = None) -> None:
+    """Bring the flow's sightings in line with its current fields. Unchanged sightings keep
+    their first seen_at, so a re-delivery does not move them in the window."""
+    if fields is None:
+        fields = list(ExtractedField.objects.current().filter(flow=flow))
+    wanted = identifiers_of(fields)
+    existing = {
+        (s.field_id, s.kind, s.value): s.pk for s in IdentifierSighting.objects.filter(flow=flow)
+    }
+    stale = [pk for key, pk in existing.items() if key not in wanted]
+    if stale:
+        IdentifierSighting.objects.filter(pk__in=stale).delete()
+    now = timezone.now()
+    new = [
+        IdentifierSighting(flow=flow, field_id=field_id, kind=kind, value=value, seen_at=now)
+        for field_id, kind, value in sorted(wanted - existing.keys())
+    ]
+    if new:
+        IdentifierSighting.objects.bulk_create(new, batch_size=1000)
+
+
+@dataclass(frozen=True, slots=True)
+class Reuse:
+    """One of this flow's identifiers seen in another flow."""
+
+    kind: str
+    value: str
+    field_id: int
+    other_flow_id: int
+    other_application_id: str
+    other_field_id: int
+    other_seen_at: datetime
+
+
+def default_window_days() -> int:
+    return getattr(settings, "REUSE_WINDOW_DAYS", 180)
+
+
+Mine = dict[tuple[str, str], list[tuple[int, datetime]]]
+
+
+def my_identifiers(flow: Flow) -> Mine:
+    """(kind, value) -> [(field id, seen_at)] of the flow's sightings (one query)."""
+    mine: Mine = {}
+    rows = IdentifierSighting.objects.filter(flow=flow).values_list(
+        "kind", "value", "field_id", "seen_at"
+    )
+    for kind, value, field_id, seen_at in rows:
+        mine.setdefault((kind, value), []).append((field_id, seen_at))
+    return mine
+
+
+def reuse_queryset(flow: Flow, mine: Mine, days: int) -> QuerySet[IdentifierSighting]:
+    """Sightings of the flow's identifiers in other flows within `days` of its own. Each
+    (kind, value) is one probe of sighting_kind_value_idx (a BitmapOr over them)."""
+    window = timedelta(days=days)
+    probes = []
+    for (kind, value), seen in mine.items():
+        first = min(seen_at for _field, seen_at in seen)
+        probes.append(
+            Q(kind=kind, value=value, seen_at__gte=first - window, seen_at__lte=first + window)
+        )
+    others = IdentifierSighting.objects.filter(reduce(or_, probes)).exclude(flow_id=flow.pk)
+    if flow.application_id:
+        others = others.exclude(flow__application_id=flow.application_id)
+    return others.select_related("flow").order_by("kind", "value", "flow_id", "field_id")
+
+
+def find_reuse(flow: Flow, window_days: int | None = None) -> list[Reuse]:
+    """Other flows sharing one of this flow's identifiers (two queries)."""
+    days = default_window_days() if window_days is None else window_days
+    mine = my_identifiers(flow)
+    if not mine:
+        return []
+    found = []
+    for other in reuse_queryset(flow, mine, days):
+        for field_id, _seen in mine[(other.kind, other.value)]:
+            found.append(
+                Reuse(
+                    kind=other.kind, value=other.value, field_id=field_id,
+                    other_flow_id=other.flow_id, other_application_id=other.flow.application_id,
+                    other_field_id=other.field_id, other_seen_at=other.seen_at,
+                )
+            )  # fmt: skip
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class ReuseAlert:
+    """One identifier shared with one other flow, as a page or a queue item shows it."""
+
+    kind: str
+    value: str
+    field_ids: tuple[int, ...]
+    other_flow_id: int
+    other_application_id: str
+    other_field_ids: tuple[int, ...]
+    other_seen_at: datetime
+
+    @property
+    def kind_label(self) -> str:
+        return IdentifierKind(self.kind).label
+
+    @property
+    def shown_value(self) -> str:
+        """Aadhaar and PAN masked; IMEI and invoice shown (not personal data)."""
+        return mask_identifier(self.kind, self.value)
+
+    @property
+    def other_url(self) -> str:
+        return reverse("flows:detail", args=[self.other_flow_id])
+
+    @property
+    def reason(self) -> str:
+        return (
+            f"{self.kind_label} {self.shown_value} also appears in application "
+            f"{self.other_application_id}"
+        )
+
+
+def reuse_alerts_for_flow(flow: Flow, window_days: int | None = None) -> list[ReuseAlert]:
+    """find_reuse grouped by (identifier, other flow), newest other flow first."""
+    grouped: dict[tuple[str, str, int], list[Reuse]] = {}
+    for r in find_reuse(flow, window_days):
+        grouped.setdefault((r.kind, r.value, r.other_flow_id), []).append(r)
+    alerts = [
+        ReuseAlert(
+            kind=kind,
+            value=value,
+            field_ids=tuple(sorted({r.field_id for r in rows})),
+            other_flow_id=other_flow_id,
+            other_application_id=rows[0].other_application_id,
+            other_field_ids=tuple(sorted({r.other_field_id for r in rows})),
+            other_seen_at=min(r.other_seen_at for r in rows),
+        )
+        for (kind, value, other_flow_id), rows in grouped.items()
+    ]
+    return sorted(alerts, key=lambda a: (a.other_seen_at, a.kind), reverse=True)

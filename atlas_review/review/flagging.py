@@ -1,0 +1,491 @@
+"""Which items need a human: the rules, and `flag_flow` which keeps a flow's queue items in
+step with Atlas's data.
+
+`flag_flow` runs inside the ingest transaction (flows.ingest.results_applied), when a flow's
+sync fails, and again for every unclosed flow when thresholds change (tasks.reflag_open_flows).
+It evaluates every rule over the flow's current rows and reconciles the ReviewItems: new
+flags become open items, flags that no longer apply are cleared, and a decided item whose
+Atlas value changed has its decision marked superseded and goes back to the queue.
+
+A rule is a function `(FlowData) -> Iterable[Flag]`; `@rule` adds one to RULES. Flags with
+the same key are merged into one item (a field both low-confidence and mandatory-but-empty
+is one item with both reasons), so another app can add rules (validation checks, reuse
+alerts) without touching this module's logic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from atlas_review.flows.models import (
+    CrossCheck,
+    Document,
+    ExtractedField,
+    Flow,
+    SyncState,
+    display,
+)
+
+from .models import (
+    QUEUE_OF_KIND,
+    Decision,
+    DecisionEvent,
+    EventKind,
+    FlowReview,
+    ItemStatus,
+    Kind,
+    MandatoryField,
+    Priority,
+    ReviewItem,
+    Scope,
+    Threshold,
+)
+
+SYNC_FAILED_STATES = (SyncState.FAILED, SyncState.GAVE_UP, SyncState.ERROR)
+
+# Rule codes (ReviewItem.rule).
+CONFIDENCE = "confidence"
+MANDATORY_EMPTY = "mandatory_empty"
+MANDATORY_MISSING = "mandatory_missing"
+SIMILARITY = "similarity"
+ERROR_CODE = "error_code"
+SYNC = "sync_failed"
+QA = "qa_sample"
+CHANGED = "changed_after_decision"
+
+
+@dataclass(frozen=True)
+class Flag:
+    key: str
+    kind: str
+    rule: str
+    reason: str
+    priority: int = Priority.NORMAL
+    score: float | None = None
+    threshold: float | None = None
+    field_id: int | None = None
+    check_id: int | None = None
+    document_id: int | None = None
+    document_type: str = ""
+    name: str = ""
+
+    def merge(self, other: Flag) -> Flag:
+        """Two rules flagged the same item: keep both reasons, the higher priority, and the
+        rule (and its score) of the more urgent flag."""
+        first, second = (self, other) if self.priority <= other.priority else (other, self)
+        return replace(
+            first,
+            reason=f"{first.reason}; {second.reason}",
+            score=first.score if first.score is not None else second.score,
+            threshold=first.threshold if first.threshold is not None else second.threshold,
+        )
+
+
+class Thresholds:
+    """Threshold overrides resolved most specific first (see models.Threshold)."""
+
+    def __init__(self, rows: Iterable[Threshold] = ()):
+        self.confidence_rows: dict[tuple[str, str], float] = {}
+        self.similarity_rows: dict[str, Threshold] = {}
+        for row in rows:
+            if row.scope == Scope.CONFIDENCE:
+                self.confidence_rows[(row.document_type, row.field_name)] = row.value
+            else:
+                self.similarity_rows[row.check_name] = row
+
+    @classmethod
+    def load(cls) -> Thresholds:
+        return cls(Threshold.objects.all())
+
+    def confidence(self, document_type: str, field_name: str) -> float:
+        rows = self.confidence_rows
+        for key in ((document_type, field_name), (document_type, ""), ("", field_name), ("", "")):
+            if key in rows:
+                return rows[key]
+        return settings.REVIEW_CONFIDENCE_THRESHOLD
+
+    def similarity(self, check_name: str) -> tuple[float, float]:
+        """(flag below, high priority below) for a cross-check."""
+        row = self.similarity_rows.get(check_name) or self.similarity_rows.get("")
+        if row is None:
+            return settings.REVIEW_SIMILARITY_THRESHOLD, settings.REVIEW_SIMILARITY_HIGH_PRIORITY
+        high = row.high_priority_below
+        return row.value, settings.REVIEW_SIMILARITY_HIGH_PRIORITY if high is None else high
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything administrators edit that the rules read; loaded once per batch of flows."""
+
+    thresholds: Thresholds
+    mandatory: dict[str, frozenset[str]]
+    qa_percent: float
+
+    @classmethod
+    def load(cls) -> Config:
+        mandatory: dict[str, set[str]] = {}
+        for doc_type, name in MandatoryField.objects.values_list("document_type", "field_name"):
+            mandatory.setdefault(doc_type, set()).add(name)
+        return cls(
+            thresholds=Thresholds.load(),
+            mandatory={k: frozenset(v) for k, v in mandatory.items()},
+            qa_percent=settings.REVIEW_QA_SAMPLE_PERCENT,
+        )
+
+
+@dataclass
+class FlowData:
+    flow: Flow
+    config: Config
+    documents: list[Document] = field(default_factory=list)
+    fields: list[ExtractedField] = field(default_factory=list)
+    checks: list[CrossCheck] = field(default_factory=list)
+
+    @property
+    def readable_documents(self) -> list[Document]:
+        # Documents with an error_code are one exception item; their partial fields are
+        # not flagged one by one as well.
+        return [d for d in self.documents if not d.error_code]
+
+
+Rule = Callable[[FlowData], Iterable[Flag]]
+RULES: list[Rule] = []
+
+
+def rule(fn: Rule) -> Rule:
+    RULES.append(fn)
+    return fn
+
+
+def _score(value: float | None) -> str:
+    return "none" if value is None else f"{value:.2f}"
+
+
+def is_empty(value) -> bool:
+    return value is None or (isinstance(value, str | list | dict) and not value)
+
+
+@rule
+def low_confidence(data: FlowData) -> Iterable[Flag]:
+    readable = {d.pk for d in data.readable_documents}
+    for f in data.fields:
+        if f.document_id not in readable:
+            continue
+        threshold = data.config.thresholds.confidence(f.document_type, f.name)
+        if f.confidence is not None and f.confidence >= threshold:
+            continue
+        subject = f"{f.document_type}.{f.name}"
+        reason = (
+            f"no confidence score for {subject}"
+            if f.confidence is None
+            else f"confidence {_score(f.confidence)} < {threshold:.2f} for {subject}"
+        )
+        yield Flag(
+            key=f"field:{f.pk}", kind=Kind.FIELD, rule=CONFIDENCE, reason=reason,
+            score=f.confidence, threshold=threshold, field_id=f.pk, document_id=f.document_id,
+            document_type=f.document_type, name=f.name,
+        )  # fmt: skip
+
+
+@rule
+def mandatory_fields(data: FlowData) -> Iterable[Flag]:
+    by_document: dict[int, dict[str, ExtractedField]] = {}
+    for f in data.fields:
+        by_document.setdefault(f.document_id, {})[f.name] = f
+    for doc in data.readable_documents:
+        present = by_document.get(doc.pk, {})
+        for name in sorted(data.config.mandatory.get(doc.document_type, ())):
+            subject = f"{doc.document_type}.{name}"
+            f = present.get(name)
+            if f is None:
+                yield Flag(
+                    key=f"missing:{doc.pk}:{name}", kind=Kind.FIELD, rule=MANDATORY_MISSING,
+                    reason=f"mandatory field {subject} is missing", document_id=doc.pk,
+                    document_type=doc.document_type, name=name,
+                )  # fmt: skip
+            elif is_empty(f.value):
+                yield Flag(
+                    key=f"field:{f.pk}", kind=Kind.FIELD, rule=MANDATORY_EMPTY,
+                    reason=f"mandatory field {subject} is empty", score=f.confidence,
+                    field_id=f.pk, document_id=doc.pk, document_type=doc.document_type, name=name,
+                )  # fmt: skip
+
+
+@rule
+def low_similarity(data: FlowData) -> Iterable[Flag]:
+    for c in data.checks:
+        threshold, high = data.config.thresholds.similarity(c.name)
+        if c.similarity is not None and c.similarity >= threshold:
+            continue
+        urgent = c.similarity is None or c.similarity < high
+        reason = (
+            "no similarity score"
+            if c.similarity is None
+            else f"similarity {c.similarity:g} < {threshold:g}"
+        )
+        yield Flag(
+            key=f"check:{c.pk}", kind=Kind.CROSS_CHECK, rule=SIMILARITY,
+            reason=reason + (" (high priority)" if urgent else ""),
+            priority=Priority.HIGH if urgent else Priority.NORMAL,
+            score=c.similarity, threshold=threshold, check_id=c.pk, name=c.name,
+        )  # fmt: skip
+
+
+@rule
+def document_errors(data: FlowData) -> Iterable[Flag]:
+    for doc in data.documents:
+        if doc.error_code:
+            yield Flag(
+                key=f"doc:{doc.pk}", kind=Kind.EXCEPTION, rule=ERROR_CODE,
+                reason=f"{doc.error_code}: {doc.error_reason}" if doc.error_reason else doc.error_code,
+                document_id=doc.pk, document_type=doc.document_type, name=doc.error_code,
+            )  # fmt: skip
+
+
+@rule
+def sync_failed(data: FlowData) -> Iterable[Flag]:
+    flow = data.flow
+    if flow.sync_state in SYNC_FAILED_STATES:
+        detail = f": {flow.last_error}" if flow.last_error else ""
+        yield Flag(
+            key="sync", kind=Kind.SYNC_FAILED, rule=SYNC,
+            reason=f"{flow.get_sync_state_display()}{detail}"[:1000], name=flow.sync_state,
+        )  # fmt: skip
+
+
+def in_qa_sample(flow: Flow, percent: float) -> bool:
+    """Deterministic: the same flow is always in or out, and the share of flows in is
+    `percent` (a hash of the flow's uuid, not a random draw, so re-runs agree)."""
+    ident = flow.flow_uuid or f"pk:{flow.pk}"
+    bucket = int.from_bytes(hashlib.sha256(f"qa:{ident}".encode()).digest()[:8]) % 10_000
+    return bucket < round(percent * 100)
+
+
+def evaluate(data: FlowData) -> dict[str, Flag]:
+    flags: dict[str, Flag] = {}
+    for fn in RULES:
+        for flag in fn(data):
+            flags[flag.key] = flags[flag.key].merge(flag) if flag.key in flags else flag
+    return flags
+
+
+def load(flow: Flow, config: Config) -> FlowData:
+    return FlowData(
+        flow=flow,
+        config=config,
+        documents=list(Document.objects.current().filter(flow=flow)),
+        fields=list(ExtractedField.objects.current().filter(flow=flow)),
+        checks=list(CrossCheck.objects.current().filter(flow=flow)),
+    )
+
+
+@dataclass
+class FlagResult:
+    created: int = 0
+    updated: int = 0
+    cleared: int = 0
+    superseded: int = 0
+    reopened: bool = False
+
+
+_ITEM_ATTRS = (
+    "kind", "queue", "rule", "reason", "score", "threshold", "priority", "field_id",
+    "cross_check_id", "document_id", "document_type", "name", "product_type",
+)  # fmt: skip
+
+
+def _apply(item: ReviewItem, flag: Flag, product_type: str) -> bool:
+    """Copy a flag onto an item; True if anything changed."""
+    values = {
+        "kind": flag.kind,
+        "queue": QUEUE_OF_KIND[flag.kind],
+        "rule": flag.rule,
+        "reason": flag.reason,
+        "score": flag.score,
+        "threshold": flag.threshold,
+        "priority": flag.priority,
+        "field_id": flag.field_id,
+        "cross_check_id": flag.check_id,
+        "document_id": flag.document_id,
+        "document_type": flag.document_type,
+        "name": flag.name,
+        "product_type": product_type,
+    }
+    changed = any(getattr(item, k) != v for k, v in values.items())
+    for k, v in values.items():
+        setattr(item, k, v)
+    return changed
+
+
+def current_snapshot(item: ReviewItem, data: FlowData) -> tuple[bool, object]:
+    """(still there, Atlas's value now) for a decided item, in the shape of
+    ReviewItem.atlas_snapshot, so it compares with Decision.atlas_value."""
+    if item.key.startswith("missing:"):
+        found = next(
+            (f for f in data.fields if f.document_id == item.document_id and f.name == item.name),
+            None,
+        )
+        return found is None, None if found is None else found.value
+    if item.field_id is not None:
+        found = next((f for f in data.fields if f.pk == item.field_id), None)
+        return found is not None, None if found is None else found.value
+    if item.cross_check_id is not None:
+        c = next((c for c in data.checks if c.pk == item.cross_check_id), None)
+        return c is not None, None if c is None else {
+            "source": c.source_value,
+            "target": c.target_value,
+        }
+    if item.document_id is not None:
+        d = next((d for d in data.documents if d.pk == item.document_id), None)
+        if d is None or not d.error_code:
+            return False, None
+        return True, {"error_code": d.error_code, "error_reason": d.error_reason}
+    return True, None
+
+
+def flag_flow(flow: Flow, changes=None, *, config: Config | None = None) -> FlagResult:
+    """Bring the flow's review items in line with its current data and the rules.
+
+    `changes` (flows.ingest.Changes) is accepted for the signal's sake; superseding is
+    decided by comparing each decision's snapshot of Atlas's value with the value now, which
+    also catches changes a caller did not report."""
+    config = config or Config.load()
+    result = FlagResult()
+    now = timezone.now()
+    with transaction.atomic():
+        # The FlowReview row lock serialises flagging with claims, decisions and closing.
+        review, _ = FlowReview.objects.select_for_update().get_or_create(flow=flow)
+        data = load(flow, config)
+        wanted = evaluate(data)
+        items = {i.key: i for i in ReviewItem.objects.filter(flow=flow)}
+        decisions = {
+            d.item_id: d
+            for d in Decision.objects.filter(flow=flow, superseded=False).select_related("item")
+        }
+        if (
+            not wanted
+            and not any(i.kind != Kind.QA_SAMPLE for i in items.values())
+            and flow.sync_state == SyncState.DONE
+            and in_qa_sample(flow, config.qa_percent)
+        ):
+            wanted["qa"] = Flag(
+                key="qa", kind=Kind.QA_SAMPLE, rule=QA, priority=Priority.LOW,
+                reason=f"QA sample ({config.qa_percent:g}% of flows nothing flagged)",
+            )  # fmt: skip
+
+        to_create, to_update, events, superseded_ids = [], [], [], []
+        for key, item in items.items():
+            flag = wanted.pop(key, None)
+            if item.status == ItemStatus.DECIDED:
+                decision = decisions.get(item.pk)
+                exists, value = current_snapshot(item, data)
+                if decision is None or (exists and value == decision.atlas_value):
+                    continue
+                superseded_ids.append(decision.pk)
+                events.append(_superseded_event(decision, item, value, now))
+                result.superseded += 1
+                if exists:
+                    note = "Atlas changed the value after it was decided"
+                    flag = (
+                        replace(flag, reason=f"{note}; {flag.reason}", priority=Priority.HIGH)
+                        if flag
+                        else replace(
+                            _flag_of(item), rule=CHANGED, reason=note, priority=Priority.HIGH
+                        )
+                    )
+                    _apply(item, flag, flow.product_type)
+                    item.status = ItemStatus.OPEN
+                else:
+                    item.status = ItemStatus.CLEARED
+            elif item.status == ItemStatus.CLOSED:
+                continue  # a flow-level item settled by an outcome
+            elif flag is not None:
+                changed = _apply(item, flag, flow.product_type)
+                if item.status == ItemStatus.CLEARED:
+                    item.status = ItemStatus.OPEN
+                elif not changed:
+                    continue
+                result.updated += 1
+            elif item.status == ItemStatus.OPEN:
+                item.status = ItemStatus.CLEARED
+                result.cleared += 1
+            else:
+                continue
+            item.updated_at = now
+            to_update.append(item)
+
+        for flag in wanted.values():
+            item = ReviewItem(flow=flow, key=flag.key, status=ItemStatus.OPEN, created_at=now)
+            _apply(item, flag, flow.product_type)
+            to_create.append(item)
+        result.created = len(to_create)
+
+        if superseded_ids:
+            Decision.objects.filter(pk__in=superseded_ids).update(
+                superseded=True, superseded_at=now
+            )
+        ReviewItem.objects.bulk_create(to_create)
+        if to_update:
+            ReviewItem.objects.bulk_update(to_update, [*_ITEM_ATTRS, "status", "updated_at"])
+
+        reopen = review.is_closed and (
+            to_create or any(i.status == ItemStatus.OPEN for i in to_update)
+        )
+        if reopen:
+            events.append(
+                DecisionEvent(
+                    kind=EventKind.REOPENED,
+                    flow=flow,
+                    at=now,
+                    outcome=review.outcome,
+                    comment="Atlas delivered new or changed data after the flow was closed.",
+                    data={"previous_outcome": review.outcome},
+                )
+            )
+            FlowReview.objects.filter(pk=review.pk).update(
+                closed_at=None, closed_by=None, outcome="", outcome_comment="", updated_at=now
+            )
+            result.reopened = True
+        if events:
+            DecisionEvent.objects.bulk_create(events)
+    return result
+
+
+def _flag_of(item: ReviewItem) -> Flag:
+    return Flag(
+        key=item.key, kind=item.kind, rule=item.rule, reason=item.reason,
+        priority=item.priority, score=item.score, threshold=item.threshold,
+        field_id=item.field_id, check_id=item.cross_check_id, document_id=item.document_id,
+        document_type=item.document_type, name=item.name,
+    )  # fmt: skip
+
+
+def _superseded_event(decision: Decision, item: ReviewItem, value, now) -> DecisionEvent:
+    return DecisionEvent(
+        kind=EventKind.SUPERSEDED, at=now, flow_id=item.flow_id, item=item, decision=decision,
+        document_id=item.document_id, field_id=item.field_id, cross_check_id=item.cross_check_id,
+        subject=item.subject, action=decision.action, atlas_value=decision.atlas_value,
+        atlas_score=decision.atlas_score, new_value=value,
+        comment=f"Atlas now says {display(value)!r}; the decision was made on {display(decision.atlas_value)!r}."[:2000],
+    )  # fmt: skip
+
+
+def on_results_applied(sender, flow=None, batch=None, changes=None, **kwargs) -> None:
+    """flows.ingest.results_applied: runs inside the ingest transaction, so the queue and
+    Atlas's rows commit (or roll back) together. v1 batches have no flow to review."""
+    if flow is not None:
+        flag_flow(flow, changes)
+
+
+def on_flow_saved(sender, instance: Flow, created=False, update_fields=None, **kwargs) -> None:
+    """A flow whose sync failed goes to the exceptions queue."""
+    if instance.sync_state in SYNC_FAILED_STATES and (
+        update_fields is None or "sync_state" in update_fields
+    ):
+        flag_flow(instance)
