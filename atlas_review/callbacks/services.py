@@ -304,10 +304,18 @@ def parse_delivery(payload: Payload):
 
 def check_batch_page(page: payloads.BatchPage) -> None:
     """A v1 callback names its batch in the body: top-level "batch_id", else the items'
-    "batch_id" (all the same). One delivery is one batch."""
+    "batch_id" (all the same). One delivery is one whole batch (a single page)."""
     if not page.batch_id:
         raise payloads.PayloadError(
             "batch_id", "is required (top-level or in every data[] item) for a v1 callback"
+        )
+    if page.total_pages > 1 or page.page > 1:
+        # Applied alone, one page would withdraw the documents of the others (ingest treats
+        # a delivery as the whole batch). The poller reads every page instead.
+        raise payloads.PayloadError(
+            "total_pages",
+            f"a v1 callback must carry the whole batch, got page {page.page} of "
+            f"{page.total_pages}; the batch is read by polling instead",
         )
     for doc in page.documents:
         if doc.batch_id and doc.batch_id != page.batch_id:

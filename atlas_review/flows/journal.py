@@ -11,7 +11,7 @@ import hashlib
 import logging
 from datetime import datetime
 
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from atlas_review.atlas import payloads
@@ -21,6 +21,7 @@ from .models import Payload
 
 log = logging.getLogger(__name__)
 
+MAX_APPLY_ATTEMPTS = 5
 V3_SOURCES = (Payload.Source.POLL_V3, Payload.Source.CALLBACK_V3)
 
 
@@ -76,6 +77,15 @@ def apply(payload_id: int) -> Payload | None:
             result = ingest.apply_batch_pages(parsed.batch_id, [parsed], as_of=payload.as_of)
     except ingest.UnmatchedPayload as exc:
         return _finish(payload, Payload.Outcome.UNMATCHED, str(exc))
+    except DatabaseError:
+        raise  # transient (database restarting): stays "received" for the sweeper
+    except Exception as exc:
+        # A bug, not a fault: after a few tries stop retrying and show it to administrators
+        # (it can be re-applied from the admin once fixed) instead of looping forever.
+        if payload.attempts + 1 >= MAX_APPLY_ATTEMPTS:
+            log.exception("payload %s failed to apply %s times", payload.pk, MAX_APPLY_ATTEMPTS)
+            return _finish(payload, Payload.Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
+        raise
     payload.flow = result.flow
     payload.upload = result.batch
     return _finish(payload, result.outcome, "")

@@ -50,7 +50,7 @@ def rfc1123(moment: datetime) -> str:
     ],
 )
 def test_a_callback_without_a_valid_token_is_refused_and_not_stored(
-    post_callback, contract_payload, flow, path, token, reason, message
+    post_callback, contract_payload, flow, path, token, reason, message, caplog
 ):
     response = post_callback(contract_payload, path=path, token=token)
 
@@ -61,6 +61,9 @@ def test_a_callback_without_a_valid_token_is_refused_and_not_stored(
     attempt = AuthAttempt.objects.get()
     assert attempt.reason == reason
     assert attempt.endpoint == ("callback" if path == V3 else "callback_v1")
+    assert reason in caplog.text
+    if token:
+        assert token not in caplog.text
 
 
 def test_an_expired_token_is_refused(post_callback, contract_payload, flow, token):
@@ -382,6 +385,17 @@ def test_a_v1_callback_is_applied_to_its_batch(post_callback, v1_batch, batch_id
     docs = Document.objects.filter(v1_batch=v1_batch).order_by("position")
     assert [d.document_type for d in docs] == ["AADHAAR", "PAN"]
     assert docs[0].file_url == "https://files.example.com/a.jpg"
+
+
+def test_a_page_of_a_multi_page_v1_batch_is_rejected_not_applied_alone(post_callback, v1_batch):
+    body = v1_page() | {"page": 2, "total_pages": 3, "has_next": True}
+
+    response = post_callback(body, path=V1)
+
+    assert response.status_code == 400
+    assert "page 2 of 3" in response.json()["message"]
+    assert Payload.objects.get().outcome == "rejected"
+    assert Document.objects.count() == 0
 
 
 def test_a_v1_callback_delivered_twice_changes_nothing(post_callback, v1_batch):
