@@ -44,6 +44,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     parser.add_argument("--db-name", default="review_bench")
     parser.add_argument("--repopulate", action="store_true")
+    parser.add_argument(
+        "--inflate",
+        type=int,
+        default=0,
+        metavar="K",
+        help="copy every review item K more times (SQL), to see the queue at 1M+ items",
+    )
     args = parser.parse_args(argv)
     if args.small:
         args.flows, args.runs = min(args.flows, 1000), min(args.runs, 10)
@@ -187,6 +194,31 @@ def populate(args) -> None:
         cursor.execute("VACUUM ANALYZE flows_extractedfield")
 
 
+def inflate(k: int) -> None:
+    """K more copies of every item (same flows and fields, new keys and ages): the queue
+    pages then read an index of (K+1) times the rows, which is what they must not notice."""
+    from django.db import connection
+
+    from atlas_review.review.models import ReviewItem
+
+    if k <= 0 or ReviewItem.objects.filter(key__contains="#copy").exists():
+        return
+    started = time.perf_counter()
+    columns = (
+        "flow_id, kind, queue, status, rule, reason, score, threshold, priority, field_id, "
+        "cross_check_id, document_id, product_type, document_type, name, updated_at"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO review_reviewitem (key, created_at, {columns}) "
+            f"SELECT key || '#copy' || g, created_at - g * interval '1 second', {columns} "
+            "FROM review_reviewitem, generate_series(1, %s) AS g",
+            [k],
+        )
+        cursor.execute("VACUUM ANALYZE review_reviewitem")
+    print(f"inflated the review items {k + 1}x in {time.perf_counter() - started:.0f}s")
+
+
 def timed(fn, runs: int) -> tuple[float, float, int]:
     """(p50 ms, p95 ms, queries) of fn() over runs calls."""
     from django.core.signals import request_finished, request_started
@@ -288,6 +320,7 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     setup_django(args)
     populate(args)
+    inflate(args.inflate)
     measure(args)
 
 

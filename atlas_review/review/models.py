@@ -140,6 +140,13 @@ class ReviewItem(models.Model):
                 name="reviewitem_open_name_idx",
                 condition=Q(status="open"),
             ),
+            # The age filter ("open items older than a day"): a range on created_at, which
+            # the queue-order index can only check entry by entry.
+            models.Index(
+                fields=["queue", "created_at"],
+                name="reviewitem_open_age_idx",
+                condition=Q(status="open"),
+            ),
             # Queue pages with another status (decided, cleared...): same order.
             models.Index(
                 fields=["queue", "status", "priority", "created_at", "id"],
