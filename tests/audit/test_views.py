@@ -5,7 +5,7 @@ import io
 
 import pytest
 from django.core.signals import request_finished
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 from django.urls import reverse
 
 from atlas_review.audit import exports, views
@@ -273,3 +273,35 @@ def test_a_job_runs_once_even_if_the_task_is_delivered_twice(auditor, trail, med
     exports.run_job(job.pk)
     job.refresh_from_db()
     assert (job.status, job.rows_written, job.finished_at) == ("done", 3, finished)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_running_jobs_progress_is_visible_to_other_sessions(auditor, trail, media, monkeypatch):
+    # The export holds one transaction open; the progress page reads from another session
+    # and must see the rows written so far.
+    monkeypatch.setattr(exports, "FLUSH_ROWS", 3)
+    monkeypatch.setattr(exports, "PROGRESS_EVERY", 3)
+    seen = []
+    real = exports._progress_writer
+
+    def spying(job_id):
+        write, close = real(job_id)
+
+        def write_and_look(rows):
+            write(rows)
+            other = connections.create_connection("default")
+            with other.cursor() as cursor:
+                cursor.execute(
+                    "SELECT status, rows_written FROM audit_exportjob WHERE id = %s", [job_id]
+                )
+                seen.append(cursor.fetchone())
+            other.close()
+
+        return write_and_look, close
+
+    monkeypatch.setattr(exports, "_progress_writer", spying)
+    job = make_job(auditor, status="queued")
+    exports.run_job(job.pk)
+    assert seen == [("running", 3), ("running", 6), ("running", 9)]
+    job.refresh_from_db()
+    assert (job.status, job.rows_written, job.rows_expected) == ("done", 10, 10)
