@@ -74,6 +74,7 @@ INSTALLED_APPS = [
     "atlas_review.callbacks",
     "atlas_review.checks",  # before review: its ingest receiver must run first
     "atlas_review.review",
+    "atlas_review.overview",
     "atlas_review.audit",
 ]
 
@@ -224,6 +225,11 @@ REVIEW_SIMILARITY_THRESHOLD = envint("REVIEW_SIMILARITY_THRESHOLD", "90")
 REVIEW_SIMILARITY_HIGH_PRIORITY = envint("REVIEW_SIMILARITY_HIGH_PRIORITY", "70")
 REVIEW_QA_SAMPLE_PERCENT = envfloat("REVIEW_QA_SAMPLE_PERCENT", "2")
 REVIEW_CLAIM_MINUTES = envint("REVIEW_CLAIM_MINUTES", "30")
+# Hours an item may wait in a queue before the overview counts it late (per-queue overrides
+# in the admin: overview.QueueSla).
+REVIEW_SLA_HOURS = envint("REVIEW_SLA_HOURS", "24")
+# The supervisor overview keeps its history figures this long (its live ones never).
+OVERVIEW_CACHE_SECONDS = envint("OVERVIEW_CACHE_SECONDS", "120")
 EXPORT_MASK_PERSONAL_DATA = envbool("EXPORT_MASK_PERSONAL_DATA", "True")
 # Larger exports requested from the web page run as a background job (audit app).
 EXPORT_INLINE_MAX_ROWS = envint("EXPORT_INLINE_MAX_ROWS", "50000")

@@ -12,5 +12,6 @@ urlpatterns = [
     path("atlas/", include("atlas_review.callbacks.urls")),
     path("checks/", include("atlas_review.checks.urls")),
     path("audit/", include("atlas_review.audit.urls")),
+    path("overview/", include("atlas_review.overview.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -4,6 +4,15 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    """The cache outlives a test (tokens, throttles, cached figures): start each one empty."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+
+
 CONTRACT_EXAMPLE = Path(__file__).parent / "data" / "contract_callback.json"
 
 

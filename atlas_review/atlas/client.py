@@ -36,6 +36,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+from django.views.decorators.debug import sensitive_variables
 from urllib3.exceptions import NewConnectionError
 
 from . import payloads
@@ -443,6 +444,9 @@ class AtlasClient:
         with self._counts_lock:
             self.request_counts[endpoint] += 1
 
+    # Error reports (DEBUG=False) show none of the variables of this frame or of anything it
+    # calls (requests included): they hold the client secret or a token.
+    @sensitive_variables()
     def _token(self, api: _Api, reject: str | None = None) -> str:
         key = token_key(f"{api.root}/authtoken", self.client_id, self._secret.reveal())
         try:
@@ -450,6 +454,7 @@ class AtlasClient:
         except TokenStoreTimeout as exc:
             raise AtlasUnavailable(str(exc), endpoint=f"{api.name} POST /authtoken") from None
 
+    @sensitive_variables()
     def _fetch_token(self, api: _Api) -> payloads.Token:
         endpoint = f"{api.name} POST /authtoken"
         headers = {"Client-Id": self.client_id, "Client-Secret": self._secret.reveal()}
@@ -463,6 +468,7 @@ class AtlasClient:
         self._check(reply, endpoint)
         return self._parse(reply, endpoint, payloads.parse_token)
 
+    @sensitive_variables()
     def _call(
         self,
         api: _Api,
@@ -510,6 +516,7 @@ class AtlasClient:
                 _clean(str(exc), (self._secret.reveal(),)), status=reply.status, endpoint=endpoint
             ) from None
 
+    @sensitive_variables()
     def _send(
         self,
         api: _Api,

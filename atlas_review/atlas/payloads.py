@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,17 @@ JSONValue = Any
 # Atlas' own keys inside ocr_data[].data that are not extracted fields.
 DOCUMENT_TYPE_KEY = "document_type"
 MAX_STRING = 100_000
+# Longest accepted names and identifiers: the columns they are stored in (flows.models).
+# Longer is refused here, with the path named, instead of failing in the database later.
+MAX_TYPE = 64  # document_type, error_code, cross-check source_doc/target_doc
+MAX_NAME = 128  # field names, cross-check names and field names, batch_id
+MAX_FILE_UUID = 128  # leaves room for the document key "uuid:<file_uuid>#<position>"
+MAX_DOCUMENT_ID = 160
+MAX_FLOW_UUID = 64
+MAX_STATUS = 32
+MAX_DEPTH = 100  # arrays/objects inside one another; Atlas's values are flat
+# What PostgreSQL cannot store in text or jsonb: NUL, and surrogates that pair with nothing.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
 
 class PayloadError(ValueError):
@@ -175,14 +187,52 @@ def loads(body: bytes | str) -> JSONValue:
             result[key] = value
         return result
 
+    def _finite(text: str) -> float:
+        number = float(text)
+        if not math.isfinite(number):  # 1e999 parses as infinity, which JSON has not
+            raise PayloadError("", f"number {text[:40]} is out of range")
+        return number
+
     try:
-        return json.loads(body, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+        data = json.loads(
+            body,
+            parse_constant=_no_constants,
+            parse_float=_finite,
+            object_pairs_hook=_no_duplicates,
+        )
     except RecursionError:
         raise PayloadError("", "JSON is nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise PayloadError(
             "", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except PayloadError:
+        raise
+    except ValueError as exc:  # an integer of more than 4300 digits
+        raise PayloadError("", f"malformed JSON: {exc}"[:200]) from None
+    _check_storable(data)
+    return data
+
+
+def _check_storable(data: JSONValue) -> None:
+    """Refuse what parses but cannot be stored or shown: strings with NUL or unpaired
+    surrogates (PostgreSQL refuses them), nesting deeper than MAX_DEPTH."""
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                raise PayloadError(
+                    "", "a string holds \\u0000 or an unpaired surrogate, which cannot be stored"
+                )
+        elif isinstance(value, dict | list):
+            if depth >= MAX_DEPTH:
+                raise PayloadError("", f"JSON is nested more than {MAX_DEPTH} levels deep")
+            if isinstance(value, dict):
+                stack.extend((key, depth) for key in value)
+                stack.extend((item, depth + 1) for item in value.values())
+            else:
+                stack.extend((item, depth + 1) for item in value)
 
 
 def _obj(value: JSONValue, path: str) -> dict:
@@ -197,7 +247,9 @@ def _list(value: JSONValue, path: str) -> list:
     return value
 
 
-def _str(container: dict, key: str, path: str, *, required: bool = False) -> str:
+def _str(
+    container: dict, key: str, path: str, *, required: bool = False, max_length: int = MAX_STRING
+) -> str:
     value = container.get(key)
     if value is None:
         if required:
@@ -208,8 +260,11 @@ def _str(container: dict, key: str, path: str, *, required: bool = False) -> str
             f"{path}.{key}" if path else key, f"expected a string, got {_kind(value)}"
         )
     text = str(value)
-    if len(text) > MAX_STRING:
-        raise PayloadError(f"{path}.{key}" if path else key, "string is too long")
+    if len(text) > max_length:
+        raise PayloadError(
+            f"{path}.{key}" if path else key,
+            f"string is too long ({len(text)} characters, at most {max_length})",
+        )
     return text
 
 
@@ -218,7 +273,10 @@ def _score(value: JSONValue, path: str, upper: float) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PayloadError(path, f"expected a number, got {_kind(value)}")
-    score = float(value)
+    try:
+        score = float(value)
+    except OverflowError:  # an integer too large for a float
+        raise PayloadError(path, f"must be between 0 and {upper:g}") from None
     if math.isnan(score) or not 0 <= score <= upper:
         raise PayloadError(path, f"must be between 0 and {upper:g}, got {value}")
     return score
@@ -243,6 +301,10 @@ def _fields(data: dict, path: str) -> tuple[tuple[ExtractedValue, ...], dict]:
         if name == DOCUMENT_TYPE_KEY:
             continue
         if isinstance(raw, dict) and ("value" in raw or "confidence_score" in raw):
+            if len(name) > MAX_NAME:
+                raise PayloadError(
+                    f"{path}.{name[:40]}…", f"field name is longer than {MAX_NAME} characters"
+                )
             fields.append(
                 ExtractedValue(
                     name=name,
@@ -280,11 +342,11 @@ def parse_document(
     extra.update({k: v for k, v in item.items() if k not in _ITEM_KEYS})
     return OcrDocument(
         position=position,
-        document_type=_str(data, DOCUMENT_TYPE_KEY, f"{path}.{data_key}"),
-        document_id=_str(item, "document_id", path),
-        file_uuid=_str(item, "file_uuid", path),
-        batch_id=_str(item, "batch_id", path) or batch_id,
-        error_code=_str(item, "error_code", path),
+        document_type=_str(data, DOCUMENT_TYPE_KEY, f"{path}.{data_key}", max_length=MAX_TYPE),
+        document_id=_str(item, "document_id", path, max_length=MAX_DOCUMENT_ID),
+        file_uuid=_str(item, "file_uuid", path, max_length=MAX_FILE_UUID),
+        batch_id=_str(item, "batch_id", path, max_length=MAX_NAME) or batch_id,
+        error_code=_str(item, "error_code", path, max_length=MAX_TYPE),
         error_reason=_str(item, "error_reason", path),
         fields=fields,
         extra=extra,
@@ -301,12 +363,12 @@ def parse_cross_check(item: JSONValue, position: int, path: str) -> CrossCheckRe
     item = _obj(item, path)
     return CrossCheckResult(
         position=position,
-        name=_str(item, "name", path),
-        source_doc=_str(item, "source_doc", path),
-        source_field_name=_str(item, "source_field_name", path),
+        name=_str(item, "name", path, max_length=MAX_NAME),
+        source_doc=_str(item, "source_doc", path, max_length=MAX_TYPE),
+        source_field_name=_str(item, "source_field_name", path, max_length=MAX_NAME),
         source_value=item.get("source_value"),
-        target_doc=_str(item, "target_doc", path),
-        target_field_name=_str(item, "target_field_name", path),
+        target_doc=_str(item, "target_doc", path, max_length=MAX_TYPE),
+        target_field_name=_str(item, "target_field_name", path, max_length=MAX_NAME),
         target_value=item.get("target_value"),
         similarity=_score(item.get("similarity_score"), f"{path}.similarity_score", 100),
         extra={k: v for k, v in item.items() if k not in _CHECK_KEYS},
@@ -343,7 +405,7 @@ def _int(container: dict, key: str, default: int) -> int:
 def parse_batch_page(payload: JSONValue, batch_id: str = "") -> BatchPage:
     """A v1 extracts page. The batch id comes from the request (poll) or the body (callback)."""
     payload = _obj(payload, "")
-    batch_id = _str(payload, "batch_id", "") or batch_id
+    batch_id = _str(payload, "batch_id", "", max_length=MAX_NAME) or batch_id
     items = _list(payload.get("data"), "data") if "data" in payload else None
     if items is None:
         raise PayloadError("data", "is required")
@@ -367,12 +429,12 @@ def parse_batch_page(payload: JSONValue, batch_id: str = "") -> BatchPage:
 def parse_status(payload: JSONValue) -> FlowStatus:
     payload = _obj(payload, "")
     return FlowStatus(
-        upload_status=_str(payload, "upload_status", ""),
-        processing_status=_str(payload, "processing_status", ""),
+        upload_status=_str(payload, "upload_status", "", max_length=MAX_STATUS),
+        processing_status=_str(payload, "processing_status", "", max_length=MAX_STATUS),
         # The vendor spells it "crossheck_status"; accept the corrected spelling too.
-        crosscheck_status=_str(payload, "crossheck_status", "")
-        or _str(payload, "crosscheck_status", ""),
-        master_status=_str(payload, "master_status", "", required=True),
+        crosscheck_status=_str(payload, "crossheck_status", "", max_length=MAX_STATUS)
+        or _str(payload, "crosscheck_status", "", max_length=MAX_STATUS),
+        master_status=_str(payload, "master_status", "", required=True, max_length=MAX_STATUS),
     )
 
 
@@ -389,14 +451,14 @@ def parse_token(payload: JSONValue) -> Token:
 
 def parse_flow_init(payload: JSONValue) -> str:
     payload = _obj(payload, "")
-    return _str(payload, "flow_uuid", "", required=True)
+    return _str(payload, "flow_uuid", "", required=True, max_length=MAX_FLOW_UUID)
 
 
 def parse_upload(payload: JSONValue) -> list[str]:
     """multiupload answers one object or (despite the docs' example) a list of them."""
     items = payload if isinstance(payload, list) else [payload]
     ids = [
-        _str(_obj(item, f"[{i}]"), "batch_id", f"[{i}]", required=True)
+        _str(_obj(item, f"[{i}]"), "batch_id", f"[{i}]", required=True, max_length=MAX_NAME)
         for i, item in enumerate(items)
     ]
     if not ids:

@@ -20,6 +20,7 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from django.utils.crypto import salted_hmac
+from django.views.decorators.debug import sensitive_variables
 
 from atlas_review.atlas import payloads
 from atlas_review.flows import journal
@@ -73,6 +74,9 @@ def _equal(a: str, b: str) -> bool:
     return hmac.compare_digest(a.encode(), b.encode())
 
 
+# Error reports (DEBUG=False) show none of the variables of this frame or of anything it
+# calls: they hold secrets or tokens. The same below.
+@sensitive_variables()
 def check_credentials(client_id: str, client_secret: str) -> CallbackCredential | None:
     """Which issuer the pair belongs to: None for the environment pair, a credential for an
     admin-issued pair. Raises AuthRefused(reason) otherwise."""
@@ -97,6 +101,7 @@ def check_credentials(client_id: str, client_secret: str) -> CallbackCredential 
     return credential
 
 
+@sensitive_variables()
 def issue_token(client_id: str, client_secret: str) -> IssuedToken:
     credential = check_credentials(client_id, client_secret)
     now = timezone.now()
@@ -164,6 +169,7 @@ def refuse(endpoint: str, reason: str, *, client_id: str = "", remote_addr: str 
 # --- callback tokens --------------------------------------------------------------------------
 
 
+@sensitive_variables()
 def authenticate_token(raw: str) -> CallbackToken:
     """The issued token the Token header names, if still valid. Raises AuthRefused."""
     if not raw:
@@ -188,6 +194,7 @@ def authenticate_token(raw: str) -> CallbackToken:
 # --- credentials (admin) ----------------------------------------------------------------------
 
 
+@sensitive_variables()
 def create_credential(*, client_id: str = "", label: str = "") -> tuple[CallbackCredential, str]:
     credential = CallbackCredential(label=label)
     if client_id:
@@ -198,6 +205,7 @@ def create_credential(*, client_id: str = "", label: str = "") -> tuple[Callback
     return credential, secret
 
 
+@sensitive_variables()
 def rotate_credential(credential: CallbackCredential) -> str:
     """A new secret; the old one and every token issued under it stop working at once."""
     with transaction.atomic():

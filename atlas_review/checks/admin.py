@@ -1,4 +1,5 @@
 from django.contrib import admin, messages
+from django.db import transaction
 from django.urls import reverse
 from django.utils.html import format_html
 
@@ -17,9 +18,15 @@ class FieldCheckAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-run all checks on every current field", permissions=["change"])
     def recheck(self, request, queryset):
-        # Edits take effect at the next ingest of each flow; this applies them now.
+        # Edits take effect at the next ingest of each flow; this applies them now, and then
+        # re-evaluates the open flows' queue items, which follow the failed checks.
+        from atlas_review.review.tasks import reflag_open_flows
+
         seen = recheck_all()
-        self.message_user(request, f"Checked {seen} fields.", messages.SUCCESS)
+        transaction.on_commit(lambda: reflag_open_flows.delay(0))
+        self.message_user(
+            request, f"Checked {seen} fields; open flows are being re-flagged.", messages.SUCCESS
+        )
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -119,3 +119,49 @@ def export_value(document_type: str, field_name: str, value) -> str:
     if settings.EXPORT_MASK_PERSONAL_DATA:
         return mask_value(document_type, field_name, value)
     return display(value)
+
+
+def mask_as(kind: str, value) -> str:
+    """Mask every scalar of `value` as the identifier `kind`, whatever it looks like."""
+    if isinstance(value, list):
+        return ", ".join(mask_as(kind, v) for v in value)
+    if value is None or isinstance(value, bool | dict):
+        return display(value)
+    text = _scalar(value)
+    return _MASKERS[kind](text) if text.strip() else text
+
+
+def cross_check_kind(check) -> str | None:
+    """The identifier a flows.CrossCheck compares, if either side is personal data."""
+    for document_type, field_name, value in (
+        (check.source_doc, check.source_field_name, check.source_value),
+        (check.target_doc, check.target_field_name, check.target_value),
+    ):
+        if is_masked(document_type, field_name, value):
+            return personal_kind(document_type, field_name)
+    return None
+
+
+def mask_cross_check(check) -> tuple[str, str]:
+    """Both values of a cross-check as shown. A pair compares one thing: when either side is
+    personal data both sides are masked as that identifier, so an Aadhaar compared with a
+    field not named for it is not shown whole on the other side."""
+    kind = cross_check_kind(check)
+    if kind is None:
+        return display(check.source_value), display(check.target_value)
+    return mask_as(kind, check.source_value), mask_as(kind, check.target_value)
+
+
+def shown(value, *, document_type: str = "", field_name: str = "", check=None) -> str:
+    """Any value about a field or a cross-check as a page shows it (a snapshot, a
+    correction typed by a reviewer): masked as the field's, or as the pair's, values are."""
+    if check is not None:
+        kind = cross_check_kind(check)
+        if kind is None:
+            return display(value)
+        if isinstance(value, dict):
+            return display({k: mask_as(kind, v) for k, v in value.items()})
+        return mask_as(kind, value)
+    if isinstance(value, dict):
+        return display({k: mask_value(document_type, field_name, v) for k, v in value.items()})
+    return mask_value(document_type, field_name, value)

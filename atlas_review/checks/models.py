@@ -45,8 +45,10 @@ class FieldCheckResult(models.Model):
     """The outcome of one check on one field's current value (recomputed at every ingest
     that changes the flow). "Not applicable" (an empty value) has no row."""
 
+    # No index of its own: fieldcheckresult_uniq (field, check_code) serves look-ups by field
+    # (and one index less to write at every ingest).
     field = models.ForeignKey(
-        ExtractedField, on_delete=models.CASCADE, related_name="check_results"
+        ExtractedField, on_delete=models.CASCADE, related_name="check_results", db_index=False
     )
     check_code = models.CharField("check", max_length=32, choices=CHECK_CHOICES)
     passed = models.BooleanField()
@@ -135,7 +137,11 @@ class IdentifierSighting(models.Model):
     # Normalised: digits only for IMEI/Aadhaar, upper case for PAN, "GSTIN/INVOICE_NO".
     value = models.CharField(max_length=200)
     flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="+")
-    field = models.ForeignKey(ExtractedField, on_delete=models.CASCADE, related_name="+")
+    # No index of its own: identifiersighting_uniq (field, kind, value) serves look-ups by
+    # field (and one index less to write at every ingest).
+    field = models.ForeignKey(
+        ExtractedField, on_delete=models.CASCADE, related_name="+", db_index=False
+    )
     seen_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

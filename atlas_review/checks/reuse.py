@@ -3,7 +3,8 @@ Aadhaar or PAN in another loan application within REUSE_WINDOW_DAYS is a classic
 signal (one handset financed twice, one invoice presented to two lenders).
 
 At ingest, `record_sightings` writes one IdentifierSighting per identifier read in the
-flow; `find_reuse` looks the flow's identifiers up in the (kind, value) index. A flow never
+flow; `find_reuse` looks the flow's identifiers up in the (kind, value) index
+(`record_and_find` does both with one read, for the ingest receiver). A flow never
 reuses its own identifiers: the same IMEI on the invoice and on the close-up, or a flow
 delivered twice, is one application. Nor does a second flow for the same application_id
 (the lender resubmitted the same application).
@@ -14,11 +15,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import reduce
-from operator import or_
 
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import F, Q, QuerySet
+from django.db.models.fields.tuple_lookups import Tuple, TupleIn
 from django.urls import reverse
 from django.utils import timezone
 
@@ -32,6 +32,10 @@ _SEPARATORS = re.compile(r"[\s\-./]")
 _PAN = re.compile(r"^[A-Z0-9]{10}$")
 _GSTIN = re.compile(r"^[0-9A-Z]{15}$")
 _AADHAAR_NAME = re.compile(r"aadh?aa?r", re.IGNORECASE)
+
+
+# (kind, value) -> [(field id, seen_at)]: one flow's identifiers.
+Mine = dict[tuple[str, str], list[tuple[int, datetime]]]
 
 
 def _scalars(value) -> list[str]:
@@ -118,16 +122,43 @@ def identifiers_of(fields: list[ExtractedField]) -> set[tuple[int, str, str]]:
     return found
 
 
-def record_sightings(flow: Flow, *, fields: list[ExtractedField] | None = None) -> None:
-    """Bring the flow's sightings in line with its current fields. Unchanged sightings keep
-    their first seen_at, so a re-delivery does not move them in the window."""
+def record_sightings(flow: Flow, *, fields: list[ExtractedField] | None = None) -> Mine:
+    """Bring the flow's sightings in line with its current fields, and return them as
+    my_identifiers does. Unchanged sightings keep their first seen_at, so a re-delivery does
+    not move them in the window."""
+    return record_and_find(flow, fields=fields)[0]
+
+
+def record_and_find(
+    flow: Flow, *, fields: list[ExtractedField] | None = None, window_days: int | None = None
+) -> tuple[Mine, list[Reuse]]:
+    """record_sightings and find_reuse at once, for ingest: one read brings both the flow's
+    own sightings (to bring in line) and the other flows' sightings of its identifiers."""
     if fields is None:
         fields = list(ExtractedField.objects.current().filter(flow=flow))
+    days = default_window_days() if window_days is None else window_days
     wanted = identifiers_of(fields)
-    existing = {
-        (s.field_id, s.kind, s.value): s.pk for s in IdentifierSighting.objects.filter(flow=flow)
-    }
-    stale = [pk for key, pk in existing.items() if key not in wanted]
+    pairs = sorted({(kind, value) for _field, kind, value in wanted})
+    others_of_mine = Q(flow=flow)
+    if pairs:
+        # The flow's own sightings are no older than the flow: nothing older than that minus
+        # the window can be within the window of one of them.
+        others_of_mine |= Q(
+            TupleIn(Tuple(F("kind"), F("value")), pairs),
+            seen_at__gte=flow.created_at - timedelta(days=days),
+        )
+    existing: dict[tuple[int, str, str], tuple[int, datetime]] = {}
+    others = []
+    for row in IdentifierSighting.objects.filter(others_of_mine).values_list(
+        "pk", "flow_id", "field_id", "kind", "value", "seen_at", "flow__application_id"
+    ):
+        pk, flow_id, field_id, kind, value, seen_at, _application_id = row
+        if flow_id == flow.pk:
+            existing[(field_id, kind, value)] = (pk, seen_at)
+        else:
+            others.append(row)
+
+    stale = [pk for key, (pk, _seen) in existing.items() if key not in wanted]
     if stale:
         IdentifierSighting.objects.filter(pk__in=stale).delete()
     now = timezone.now()
@@ -137,6 +168,19 @@ def record_sightings(flow: Flow, *, fields: list[ExtractedField] | None = None) 
     ]
     if new:
         IdentifierSighting.objects.bulk_create(new, batch_size=1000)
+    mine: Mine = {}
+    for key in sorted(wanted):
+        seen_at = existing[key][1] if key in existing else now
+        mine.setdefault((key[1], key[2]), []).append((key[0], seen_at))
+
+    rows = [
+        (kind, value, flow_id, field_id, seen_at, application_id)
+        for _pk, flow_id, field_id, kind, value, seen_at, application_id in sorted(
+            others, key=lambda r: (r[3], r[4], r[1], r[2])
+        )
+        if not (flow.application_id and application_id == flow.application_id)
+    ]
+    return mine, _reuses(mine, rows, days)
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,9 +200,6 @@ def default_window_days() -> int:
     return getattr(settings, "REUSE_WINDOW_DAYS", 180)
 
 
-Mine = dict[tuple[str, str], list[tuple[int, datetime]]]
-
-
 def my_identifiers(flow: Flow) -> Mine:
     """(kind, value) -> [(field id, seen_at)] of the flow's sightings (one query)."""
     mine: Mine = {}
@@ -170,36 +211,59 @@ def my_identifiers(flow: Flow) -> Mine:
     return mine
 
 
-def reuse_queryset(flow: Flow, mine: Mine, days: int) -> QuerySet[IdentifierSighting]:
-    """Sightings of the flow's identifiers in other flows within `days` of its own. Each
-    (kind, value) is one probe of sighting_kind_value_idx (a BitmapOr over them)."""
+def _firsts(mine: Mine) -> dict[tuple[str, str], datetime]:
+    """When the flow first showed each of its identifiers: the window is counted from it."""
+    return {key: min(seen_at for _field, seen_at in seen) for key, seen in mine.items()}
+
+
+def reuse_queryset(flow: Flow, mine: Mine, days: int) -> QuerySet:
+    """Sightings of the flow's identifiers in other flows, as rows (kind, value, flow_id,
+    field_id, seen_at, application_id), within `days` of the earliest and latest of its own.
+    The (kind, value) pairs are one probe each of sighting_kind_value_idx (a BitmapOr);
+    find_reuse then keeps the rows within `days` of the flow's own sighting of that one
+    identifier. Plain rows and a row IN list: this runs at every ingest, and building the
+    query (not running it) was most of its cost."""
     window = timedelta(days=days)
-    probes = []
-    for (kind, value), seen in mine.items():
-        first = min(seen_at for _field, seen_at in seen)
-        probes.append(
-            Q(kind=kind, value=value, seen_at__gte=first - window, seen_at__lte=first + window)
-        )
-    others = IdentifierSighting.objects.filter(reduce(or_, probes)).exclude(flow_id=flow.pk)
+    firsts = _firsts(mine)
+    others = IdentifierSighting.objects.filter(
+        TupleIn(Tuple(F("kind"), F("value")), list(firsts)),
+        seen_at__gte=min(firsts.values()) - window,
+        seen_at__lte=max(firsts.values()) + window,
+    ).exclude(flow_id=flow.pk)
     if flow.application_id:
         others = others.exclude(flow__application_id=flow.application_id)
-    return others.select_related("flow").order_by("kind", "value", "flow_id", "field_id")
+    return others.order_by("kind", "value", "flow_id", "field_id").values_list(
+        "kind", "value", "flow_id", "field_id", "seen_at", "flow__application_id"
+    )
 
 
-def find_reuse(flow: Flow, window_days: int | None = None) -> list[Reuse]:
-    """Other flows sharing one of this flow's identifiers (two queries)."""
+def find_reuse(
+    flow: Flow, window_days: int | None = None, *, mine: Mine | None = None
+) -> list[Reuse]:
+    """Other flows sharing one of this flow's identifiers (two queries; one when the
+    flow's own identifiers are given, as record_sightings returns them)."""
     days = default_window_days() if window_days is None else window_days
-    mine = my_identifiers(flow)
+    mine = my_identifiers(flow) if mine is None else mine
     if not mine:
         return []
+    return _reuses(mine, reuse_queryset(flow, mine, days), days)
+
+
+def _reuses(mine: Mine, rows, days: int) -> list[Reuse]:
+    """Reuse records of other flows' sighting rows (kind, value, flow_id, field_id, seen_at,
+    application_id) within `days` of this flow's own first sighting of the identifier."""
+    window = timedelta(days=days)
+    firsts = _firsts(mine)
     found = []
-    for other in reuse_queryset(flow, mine, days):
-        for field_id, _seen in mine[(other.kind, other.value)]:
+    for kind, value, other_flow_id, other_field_id, seen_at, application_id in rows:
+        if (kind, value) not in firsts or abs(seen_at - firsts[(kind, value)]) > window:
+            continue
+        for field_id, _seen in mine[(kind, value)]:
             found.append(
                 Reuse(
-                    kind=other.kind, value=other.value, field_id=field_id,
-                    other_flow_id=other.flow_id, other_application_id=other.flow.application_id,
-                    other_field_id=other.field_id, other_seen_at=other.seen_at,
+                    kind=kind, value=value, field_id=field_id, other_flow_id=other_flow_id,
+                    other_application_id=application_id, other_field_id=other_field_id,
+                    other_seen_at=seen_at,
                 )
             )  # fmt: skip
     return found
@@ -238,10 +302,17 @@ class ReuseAlert:
         )
 
 
-def reuse_alerts_for_flow(flow: Flow, window_days: int | None = None) -> list[ReuseAlert]:
+def reuse_alerts_for_flow(
+    flow: Flow, window_days: int | None = None, *, mine: Mine | None = None
+) -> list[ReuseAlert]:
     """find_reuse grouped by (identifier, other flow), newest other flow first."""
+    return alerts_of(find_reuse(flow, window_days, mine=mine))
+
+
+def alerts_of(reuses: list[Reuse]) -> list[ReuseAlert]:
+    """Reuse records grouped by (identifier, other flow), newest other flow first."""
     grouped: dict[tuple[str, str, int], list[Reuse]] = {}
-    for r in find_reuse(flow, window_days):
+    for r in reuses:
         grouped.setdefault((r.kind, r.value, r.other_flow_id), []).append(r)
     alerts = [
         ReuseAlert(

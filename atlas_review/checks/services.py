@@ -4,7 +4,12 @@ receiver that keeps check results and identifier sightings in step with Atlas's 
 For the review queue: `failed_checks_for_flow(flow)` lists the failures (field id, check
 code, reason) to turn into queue items; results are stored before the review app's own
 receiver runs, because this app is listed before it in INSTALLED_APPS (receivers run in
-the order they connected).
+the order they connected). At ingest, the receiver also hands what it read and wrote to
+that next receiver (`checked_state(changes, flow)`), so flagging does not read it again.
+
+Results are kept, not replaced: a re-delivery inserts new results, updates those whose
+outcome changed and deletes those no longer applicable; an unchanged result is not written
+and keeps its checked_at.
 """
 
 from __future__ import annotations
@@ -55,21 +60,44 @@ def evaluate_fields(
     return results
 
 
-def _replace(stale, results: list[FieldCheckResult]) -> list[FieldCheckResult]:
+def _store(stored, wanted: list[FieldCheckResult]) -> list[FieldCheckResult]:
+    """Bring the stored results (a queryset) in line with `wanted`: one read, then at most
+    one INSERT, one UPDATE and one DELETE, each only if needed. Returns the results now
+    stored, in the order of `wanted` (unchanged ones are the stored rows)."""
+    existing = {(r.field_id, r.check_code): r for r in stored}
+    current, to_create, to_update = [], [], []
+    for result in wanted:
+        old = existing.pop((result.field_id, result.check_code), None)
+        if old is None:
+            to_create.append(result)
+            current.append(result)
+            continue
+        if (old.passed, old.reason) != (result.passed, result.reason):
+            old.passed, old.reason, old.checked_at = result.passed, result.reason, result.checked_at
+            to_update.append(old)
+        current.append(old)
     # Inside ingest this joins its transaction (no savepoint); alone it is its own.
     with transaction.atomic(savepoint=False):
-        stale.delete()
-        return FieldCheckResult.objects.bulk_create(results, batch_size=1000)
+        if existing:  # no longer applicable: the value emptied, the check or field went
+            FieldCheckResult.objects.filter(pk__in=[r.pk for r in existing.values()]).delete()
+        if to_create:
+            FieldCheckResult.objects.bulk_create(to_create, batch_size=1000)
+        if to_update:
+            FieldCheckResult.objects.bulk_update(
+                to_update, ["passed", "reason", "checked_at"], batch_size=1000
+            )
+    return current
 
 
 def run_checks_for_fields(
     fields: Iterable[ExtractedField], *, config: ChecksConfig | None = None
 ) -> list[FieldCheckResult]:
-    """Recompute and store the check results of these fields (4 queries at most)."""
+    """Recompute and store the check results of these fields (2 queries when nothing
+    changed, 5 at most)."""
     fields = list(fields)
     config = load_config() if config is None else config
     results = evaluate_fields(fields, config)
-    return _replace(FieldCheckResult.objects.filter(field__in=[f.pk for f in fields]), results)
+    return _store(FieldCheckResult.objects.filter(field__in=[f.pk for f in fields]), results)
 
 
 def run_checks_for_flow(
@@ -80,14 +108,14 @@ def run_checks_for_flow(
         fields = list(ExtractedField.objects.current().filter(flow=flow))
     config = load_config() if config is None else config
     results = evaluate_fields(fields, config)
-    return _replace(FieldCheckResult.objects.filter(field__flow=flow), results)
+    return _store(FieldCheckResult.objects.filter(field__flow=flow), results)
 
 
 def run_checks_for_batch(batch: Upload) -> list[FieldCheckResult]:
     """A v1 docstream batch: its fields have no flow."""
     fields = list(ExtractedField.objects.current().filter(document__v1_batch=batch))
     results = evaluate_fields(fields, load_config())
-    return _replace(FieldCheckResult.objects.filter(field__document__v1_batch=batch), results)
+    return _store(FieldCheckResult.objects.filter(field__document__v1_batch=batch), results)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +131,14 @@ class FailedCheck:
     @property
     def subject(self) -> str:
         return f"{self.document_type}.{self.field_name}"
+
+
+def _failed_check(f: ExtractedField, code: str, reason: str) -> FailedCheck:
+    return FailedCheck(
+        field_id=f.pk, document_id=f.document_id, document_type=f.document_type,
+        field_name=f.name, check_code=code, label=CHECKS[code].label if code in CHECKS else code,
+        reason=reason,
+    )  # fmt: skip
 
 
 def failed_checks_for_flow(flow: Flow | int) -> list[FailedCheck]:
@@ -160,12 +196,54 @@ def record_reveal(user: AbstractBaseUser, field: ExtractedField) -> RevealEvent:
     )
 
 
+@dataclass(frozen=True)
+class CheckedFlow:
+    """What the ingest receiver read and stored for one flow: its current fields (in the
+    default order), their check results and its identifiers. Handed to the review flagging,
+    which needs exactly these, so it does not read them again."""
+
+    flow_id: int
+    fields: list[ExtractedField]
+    results: list[FieldCheckResult]
+    identifiers: reuse.Mine
+    reuse: list[reuse.Reuse]  # its identifiers in other flows, within the window
+
+    def failed_checks(self) -> list[FailedCheck]:
+        """As failed_checks_for_flow, without a query."""
+        by_id = {f.pk: f for f in self.fields}
+        failed = sorted(
+            (r for r in self.results if not r.passed and r.field_id in by_id),
+            key=lambda r: (by_id[r.field_id].document_id, by_id[r.field_id].position, r.check_code),
+        )
+        return [_failed_check(by_id[r.field_id], r.check_code, r.reason) for r in failed]
+
+
+# The attribute of flows.ingest.Changes the hand-off rides on: the same Changes object goes
+# to every receiver of one results_applied, and only to them.
+_HANDOFF = "checked_flow"
+
+
+def checked_state(changes, flow: Flow) -> CheckedFlow | None:
+    """The state the checks receiver left for this flow on `changes`, if any."""
+    state = getattr(changes, _HANDOFF, None)
+    return state if state is not None and state.flow_id == flow.pk else None
+
+
+def check_flow(flow: Flow) -> CheckedFlow:
+    """Run the checks and record the sightings of the flow's current fields, and find its
+    identifiers in other flows."""
+    fields = list(ExtractedField.objects.current().filter(flow=flow))
+    results = run_checks_for_flow(flow, fields=fields)
+    identifiers, reused = reuse.record_and_find(flow, fields=fields)
+    return CheckedFlow(flow.pk, fields, results, identifiers, reused)
+
+
 def on_results_applied(sender, flow=None, batch=None, changes=None, **kwargs) -> None:
     """flows.ingest.results_applied, inside the ingest transaction: checks and sightings
     commit (or roll back) with Atlas's rows."""
     if flow is not None:
-        fields = list(ExtractedField.objects.current().filter(flow=flow))
-        run_checks_for_flow(flow, fields=fields)
-        reuse.record_sightings(flow, fields=fields)
+        state = check_flow(flow)
+        if changes is not None:
+            setattr(changes, _HANDOFF, state)
     elif batch is not None:
         run_checks_for_batch(batch)

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from datetime import datetime
 
-from django.db import DatabaseError, transaction
+from django.db import DatabaseError, DataError, transaction
 from django.utils import timezone
 
 from atlas_review.atlas import payloads
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 MAX_APPLY_ATTEMPTS = 5
 V3_SOURCES = (Payload.Source.POLL_V3, Payload.Source.CALLBACK_V3)
+# Outcomes that say the payload took effect (or had nothing to change): final.
+SETTLED = (Payload.Outcome.APPLIED, Payload.Outcome.DUPLICATE, Payload.Outcome.STALE)
 
 
 def record(
@@ -63,20 +65,39 @@ def apply(payload_id: int) -> Payload | None:
     payload = Payload.objects.filter(pk=payload_id).first()
     if payload is None:
         return None
+    if payload.outcome in SETTLED:
+        # Applied before: a redelivered task, or two sweeps that both found it pending.
+        return payload
     Payload.objects.filter(pk=payload_id).update(attempts=payload.attempts + 1)
     try:
         parsed = parse(payload)
     except payloads.PayloadError as exc:
         return _finish(payload, Payload.Outcome.REJECTED, str(exc))
     try:
-        if isinstance(parsed, payloads.CallbackData):
-            payload.flow_uuid = parsed.flow_uuid
-            result = ingest.apply_callback_data(parsed, as_of=payload.as_of, source=payload.source)
-        else:
-            payload.batch_id = parsed.batch_id
-            result = ingest.apply_batch_pages(parsed.batch_id, [parsed], as_of=payload.as_of)
+        # The rows and the row's outcome commit together: a worker killed in between would
+        # leave the data applied and its payload `received`, to be labelled a duplicate of
+        # itself by the sweeper.
+        with transaction.atomic():
+            if isinstance(parsed, payloads.CallbackData):
+                payload.flow_uuid = parsed.flow_uuid
+                result = ingest.apply_callback_data(
+                    parsed, as_of=payload.as_of, source=payload.source
+                )
+            else:
+                payload.batch_id = parsed.batch_id
+                result = ingest.apply_batch_pages(parsed.batch_id, [parsed], as_of=payload.as_of)
+            payload.flow = result.flow
+            payload.upload = result.batch
+            return _finish(payload, result.outcome, "")
     except ingest.UnmatchedPayload as exc:
         return _finish(payload, Payload.Outcome.UNMATCHED, str(exc))
+    except DataError as exc:
+        # The database refuses a value (too long for its column, a character it cannot
+        # store): the same every time, so not retried like an outage; shown instead.
+        # The first line names the problem; the rest quotes the SQL, with Atlas's data.
+        problem = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("payload %s cannot be stored: %s", payload.pk, problem)
+        return _finish(payload, Payload.Outcome.FAILED, f"the database refused a value: {problem}")
     except DatabaseError:
         raise  # transient (database restarting): stays "received" for the sweeper
     except Exception as exc:
@@ -86,19 +107,31 @@ def apply(payload_id: int) -> Payload | None:
             log.exception("payload %s failed to apply %s times", payload.pk, MAX_APPLY_ATTEMPTS)
             return _finish(payload, Payload.Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
         raise
-    payload.flow = result.flow
-    payload.upload = result.batch
-    return _finish(payload, result.outcome, "")
 
 
 def _finish(payload: Payload, outcome: str, error: str) -> Payload:
     payload.outcome = outcome
-    payload.error = error
-    if outcome in (Payload.Outcome.APPLIED, Payload.Outcome.DUPLICATE, Payload.Outcome.STALE):
+    payload.error = error[:2000]
+    if outcome in SETTLED:
         payload.applied_at = timezone.now()
-    payload.save(
-        update_fields=["outcome", "error", "applied_at", "flow", "upload", "flow_uuid", "batch_id"]
+    # Conditional: if a concurrent apply of this same row settled it first, its verdict
+    # stands (ours would be "duplicate", hiding which delivery the data came from).
+    finished = (
+        Payload.objects.filter(pk=payload.pk)
+        .exclude(outcome__in=SETTLED)
+        .update(
+            outcome=payload.outcome,
+            error=payload.error,
+            applied_at=payload.applied_at,
+            flow_id=payload.flow_id,
+            upload_id=payload.upload_id,
+            flow_uuid=payload.flow_uuid[:64],
+            batch_id=payload.batch_id[:128],
+        )
     )
+    if not finished:
+        payload.refresh_from_db()
+        return payload
     log.info("payload %s from %s: %s %s", payload.pk, payload.source, outcome, error)
     return payload
 

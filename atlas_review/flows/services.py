@@ -13,6 +13,8 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
+from django.db.models.signals import post_save
 from django.urls import reverse
 from django.utils import timezone
 
@@ -65,7 +67,10 @@ def create_flow(
         flow_params=flow_params or {},
         requested_files=[{"file_url": url, "document_id": doc_id} for url, doc_id in files],
         sync_state=SyncState.NEW,
-        next_sync_at=timezone.now(),
+        # Claimed for the task queued below, as the sweep claims what it dispatches: a sweep
+        # in between would start the flow a second time (two flows and uploads at Atlas).
+        # If the task is lost, the sweep starts the flow once this time has passed.
+        next_sync_at=timezone.now() + timedelta(seconds=settings.ATLAS_POLL_INTERVAL_SECONDS),
     )
     sync_flow.delay_on_commit(flow.pk)
     return flow
@@ -108,41 +113,60 @@ def sync_flow(flow_id: int, client: AtlasClient | None = None) -> Flow | None:
     client = client or atlas_client()
     try:
         if not flow.flow_uuid:
-            _init(flow, client)
-        if not flow.uploads.exists() and not _upload_already_received(flow, client):
+            if not _init(flow, client):
+                return flow
             _upload(flow, client)
+        elif flow.sync_state != SyncState.POLLING and not flow.uploads.exists():
+            _resume_upload(flow, client)
         _poll(flow, client)
     except AtlasError as exc:
         _record_error(flow, exc)
     return flow
 
 
-def _init(flow: Flow, client: AtlasClient) -> None:
+def _init(flow: Flow, client: AtlasClient) -> bool:
+    """Start the flow at Atlas. False if another run started it meanwhile (two tasks for
+    one new flow): its flow_uuid stays, and it does the upload."""
     auth_url, callback_url = callback_urls()
-    flow.flow_uuid = client.init_flow(
+    flow_uuid = client.init_flow(
         application_id=flow.application_id,
         product_type=flow.product_type,
         auth_url=auth_url,
         callback_url=callback_url,
         flow_params=flow.flow_params,
     )
-    flow.sync_state = SyncState.STARTING
-    flow.save(update_fields=["flow_uuid", "sync_state", "updated_at"])
+    not_started = Q(flow_uuid__isnull=True) | Q(flow_uuid="")
+    started = Flow.objects.filter(not_started, pk=flow.pk).update(
+        flow_uuid=flow_uuid, sync_state=SyncState.STARTING, updated_at=timezone.now()
+    )
+    if not started:
+        log.warning(
+            "flow %s was started by another run; Atlas flow %s is unused", flow.pk, flow_uuid
+        )
+        return False
+    flow.flow_uuid, flow.sync_state = flow_uuid, SyncState.STARTING
     # A callback may have raced ahead of us storing the flow_uuid.
     journal.retry_unmatched_for(flow.flow_uuid)
+    return True
 
 
-def _upload_already_received(flow: Flow, client: AtlasClient) -> bool:
-    """After an upload whose outcome was unknown (read timeout), ask Atlas before sending
-    the files again: a second multiupload would process the documents twice."""
-    if "outcome unknown" not in flow.last_error:
-        return False
-    return client.status(flow.flow_uuid).upload_status not in ("", "NOT_STARTED")
+def _resume_upload(flow: Flow, client: AtlasClient) -> None:
+    """A flow started at Atlas before this run but without a recorded upload: the upload
+    failed, its answer was lost (read timeout), or a worker died between Atlas accepting it
+    and our commit. Ask Atlas before sending the files again: a second multiupload would
+    process (and bill) the documents twice."""
+    if client.status(flow.flow_uuid).upload_status in ("", "NOT_STARTED"):
+        _upload(flow, client)
+    else:
+        _uploaded(flow, batch_ids=[])  # the batch id is lost; file URLs come from the flow
 
 
 def _upload(flow: Flow, client: AtlasClient) -> None:
     files = [(f["file_url"], f["document_id"]) for f in flow.requested_files]
-    batch_ids = client.upload(flow.flow_uuid, files)
+    _uploaded(flow, client.upload(flow.flow_uuid, files))
+
+
+def _uploaded(flow: Flow, batch_ids: list[str]) -> None:
     with transaction.atomic():
         for batch_id in batch_ids:
             Upload.objects.get_or_create(
@@ -166,38 +190,47 @@ def _upload(flow: Flow, client: AtlasClient) -> None:
 def _poll(flow: Flow, client: AtlasClient) -> None:
     status = client.status(flow.flow_uuid)
     now = timezone.now()
-    flow.upload_status = status.upload_status
-    flow.processing_status = status.processing_status
-    flow.crosscheck_status = status.crosscheck_status
-    flow.master_status = status.master_status
-    flow.last_synced_at = now
-    flow.error_count = 0
-    flow.last_error = ""
-    update = [
-        "upload_status",
-        "processing_status",
-        "crosscheck_status",
-        "master_status",
-        "last_synced_at",
-        "error_count",
-        "last_error",
-        "sync_state",
-        "updated_at",
-    ]
-    if status.master_status == "SUCCESS":
-        flow.save(update_fields=update)
-        fetch_results(flow, client)
-        return
+    values = {
+        "upload_status": status.upload_status,
+        "processing_status": status.processing_status,
+        "crosscheck_status": status.crosscheck_status,
+        "master_status": status.master_status,
+        "last_synced_at": now,
+        "error_count": 0,
+        "last_error": "",
+    }
     if status.master_status == "FAILED":
-        flow.sync_state = SyncState.FAILED
-        flow.last_error = "Atlas reported master_status FAILED"
-    elif now > flow.gave_up_deadline(settings.ATLAS_GIVE_UP_SECONDS):
-        flow.sync_state = SyncState.GAVE_UP
-        flow.last_error = (
-            f"Still {status.master_status or 'unknown'} after "
-            f"{settings.ATLAS_GIVE_UP_SECONDS // 60} minutes; stopped polling"
+        values.update(sync_state=SyncState.FAILED, last_error="Atlas reported master_status FAILED")
+    elif status.master_status != "SUCCESS" and now > flow.gave_up_deadline(
+        settings.ATLAS_GIVE_UP_SECONDS
+    ):
+        values.update(
+            sync_state=SyncState.GAVE_UP,
+            last_error=(
+                f"Still {status.master_status or 'unknown'} after "
+                f"{settings.ATLAS_GIVE_UP_SECONDS // 60} minutes; stopped polling"
+            ),
         )
-    flow.save(update_fields=update)
+    if _update_if_active(flow, values) and status.master_status == "SUCCESS":
+        fetch_results(flow, client)
+
+
+def _update_if_active(flow: Flow, values: dict) -> bool:
+    """Write values unless the flow has finished since we read it: a callback applied
+    while we were asking Atlas, or another worker, got there first. Saving our stale copy
+    would put a finished flow back to processing, where no sweep ever picks it up again."""
+    values = {**values, "updated_at": timezone.now()}
+    if not Flow.objects.filter(pk=flow.pk, sync_state__in=ACTIVE_SYNC_STATES).update(**values):
+        flow.refresh_from_db()
+        return False
+    for name, value in values.items():
+        setattr(flow, name, value)
+    # As save(update_fields=...) would: the review app queues flows whose sync failed.
+    post_save.send(
+        sender=Flow, instance=flow, created=False, update_fields=frozenset(values),
+        raw=False, using=flow._state.db,
+    )  # fmt: skip
+    return True
 
 
 def fetch_results(flow: Flow, client: AtlasClient) -> Payload:
@@ -216,29 +249,22 @@ def _backoff(error_count: int) -> int:
 
 def _record_error(flow: Flow, exc: AtlasError) -> None:
     """Transient errors back off and retry on a later sweep; others stop the flow visibly."""
-    flow.error_count += 1
-    flow.last_error = str(exc)[:2000]
+    error_count = flow.error_count + 1
+    message = str(exc)[:2000]
     if getattr(exc, "outcome_unknown", False):
-        flow.last_error = f"outcome unknown: {flow.last_error}"
-    flow.last_synced_at = timezone.now()
+        message = f"outcome unknown: {message}"
+    now = timezone.now()
+    values = {"error_count": error_count, "last_error": message, "last_synced_at": now}
     if exc.transient:
-        delay = _backoff(flow.error_count)
-        flow.next_sync_at = timezone.now() + timedelta(seconds=delay)
+        # Atlas's Retry-After, when longer than the client waits inline, sets the pace.
+        delay = max(_backoff(error_count), getattr(exc, "retry_after", None) or 0)
+        values["next_sync_at"] = now + timedelta(seconds=delay)
     else:
-        flow.sync_state = SyncState.ERROR
+        values["sync_state"] = SyncState.ERROR
     log.warning(
         "flow %s sync error (%s): %s", flow.pk, "transient" if exc.transient else "final", exc
     )
-    flow.save(
-        update_fields=[
-            "error_count",
-            "last_error",
-            "last_synced_at",
-            "next_sync_at",
-            "sync_state",
-            "updated_at",
-        ]
-    )
+    _update_if_active(flow, values)
 
 
 def sync_batch(upload_id: int, client: AtlasClient | None = None) -> Upload | None:
@@ -297,4 +323,40 @@ def pending_payload_ids(older_than_seconds: int = 60) -> list[int]:
         Payload.objects.filter(outcome=Payload.Outcome.RECEIVED, received_at__lte=cutoff)
         .order_by("received_at")
         .values_list("pk", flat=True)[:1000]
+    )
+
+
+SWEEP_MAX_FLOWS = 20_000
+_CLAIM_CHUNK = 1000
+
+
+def claim_due_flows(now=None, limit: int = SWEEP_MAX_FLOWS) -> list[int]:
+    """Take the next sync of every due flow (up to limit, most overdue first) in two
+    statements per thousand instead of one UPDATE per flow: the rows are locked with SKIP
+    LOCKED, so a sweep running at the same time claims the others, and a row is claimed by
+    one sweep only (it is not due any more once this transaction commits)."""
+    now = now or timezone.now()
+    until = now + timedelta(seconds=settings.ATLAS_POLL_INTERVAL_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            Flow.objects.due(now)
+            .order_by("next_sync_at")
+            .select_for_update(skip_locked=True)
+            .values_list("pk", flat=True)[:limit]
+        )
+        for start in range(0, len(ids), _CLAIM_CHUNK):
+            Flow.objects.filter(pk__in=ids[start : start + _CLAIM_CHUNK]).update(next_sync_at=until)
+    return ids
+
+
+def due_batch_ids(now=None, limit: int = 5000) -> list[int]:
+    """v1 batches whose next poll is due (uses upload_due_idx)."""
+    return list(
+        Upload.objects.filter(
+            api=Upload.Api.V1,
+            sync_state__in=ACTIVE_SYNC_STATES,
+            next_sync_at__lte=now or timezone.now(),
+        )
+        .order_by("next_sync_at")
+        .values_list("pk", flat=True)[:limit]
     )

@@ -9,8 +9,21 @@ Atlas value changed has its decision marked superseded and goes back to the queu
 
 A rule is a function `(FlowData) -> Iterable[Flag]`; `@rule` adds one to RULES. Flags with
 the same key are merged into one item (a field both low-confidence and mandatory-but-empty
-is one item with both reasons), so another app can add rules (validation checks, reuse
-alerts) without touching this module's logic.
+is one item with both reasons), so another app can add rules without touching this
+module's logic.
+
+Beyond Atlas's scores (the checks app): a field whose deterministic check failed (Aadhaar
+checksum, PAN shape, a date in the future...) is flagged whatever its confidence, the check
+named in the reason; an identifier also read in another application (reuse.find_reuse) is
+its own high-priority item, one per (kind, other flow), on both flows. When an ingest
+changes which flows this one shares identifiers with, `flag_flow(..., propagate=True)`
+re-flags those flows in the same transaction, so both sides of a reuse appear (and clear)
+together.
+
+Cost at ingest: the checks receiver runs first and hands over the fields, check results
+and reuse it just read, wrote and found (checks.services.checked_state), so flagging reads
+only the documents, cross-checks, rules, review row and items, and writes items with one
+INSERT and one UPDATE.
 """
 
 from __future__ import annotations
@@ -20,16 +33,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from atlas_review.checks import reuse as checks_reuse
+from atlas_review.checks.masking import shown
+from atlas_review.checks.services import FailedCheck, checked_state, failed_checks_for_flow
 from atlas_review.flows.models import (
     CrossCheck,
     Document,
     ExtractedField,
     Flow,
     SyncState,
-    display,
 )
 
 from .models import (
@@ -58,6 +73,22 @@ ERROR_CODE = "error_code"
 SYNC = "sync_failed"
 QA = "qa_sample"
 CHANGED = "changed_after_decision"
+VALIDATION = "validation"
+REUSE = "reuse"
+
+REUSE_PREFIX = "reuse:"
+
+
+def reuse_key(kind: str, other_flow_id: int) -> str:
+    return f"{REUSE_PREFIX}{kind}:{other_flow_id}"
+
+
+def reuse_partner(key: str) -> int | None:
+    """The other flow a reuse item links to ("reuse:<kind>:<flow id>"), else None."""
+    if not key.startswith(REUSE_PREFIX):
+        return None
+    tail = key.rsplit(":", 1)[-1]
+    return int(tail) if tail.isdigit() else None
 
 
 @dataclass(frozen=True)
@@ -146,6 +177,8 @@ class FlowData:
     documents: list[Document] = field(default_factory=list)
     fields: list[ExtractedField] = field(default_factory=list)
     checks: list[CrossCheck] = field(default_factory=list)
+    failed_checks: list[FailedCheck] = field(default_factory=list)
+    reuse: list[checks_reuse.ReuseAlert] = field(default_factory=list)
 
     @property
     def readable_documents(self) -> list[Document]:
@@ -169,6 +202,24 @@ def _score(value: float | None) -> str:
 
 def is_empty(value) -> bool:
     return value is None or (isinstance(value, str | list | dict) and not value)
+
+
+# First of the field rules on purpose: on a field that is also low-confidence, the flags
+# merge with the same priority and the first one's kind and rule lead, and a failed check is
+# a certainty where a score is a guess.
+@rule
+def failed_checks(data: FlowData) -> Iterable[Flag]:
+    readable = {d.pk for d in data.readable_documents}
+    confidence = {f.pk: f.confidence for f in data.fields}
+    for fc in data.failed_checks:
+        if fc.document_id not in readable:
+            continue
+        yield Flag(
+            key=f"field:{fc.field_id}", kind=Kind.VALIDATION, rule=VALIDATION,
+            reason=f"check failed, {fc.label}: {fc.reason}", score=confidence.get(fc.field_id),
+            field_id=fc.field_id, document_id=fc.document_id, document_type=fc.document_type,
+            name=fc.field_name,
+        )  # fmt: skip
 
 
 @rule
@@ -249,6 +300,27 @@ def document_errors(data: FlowData) -> Iterable[Flag]:
 
 
 @rule
+def reused_identifiers(data: FlowData) -> Iterable[Flag]:
+    """One item per (identifier kind, other flow): a flow sharing its IMEI and its Aadhaar
+    with another is two things to judge; an IMEI on the invoice and on the close-up is one."""
+    fields = {f.pk: f for f in data.fields}
+    grouped: dict[tuple[str, int], list[checks_reuse.ReuseAlert]] = {}
+    for alert in data.reuse:
+        grouped.setdefault((alert.kind, alert.other_flow_id), []).append(alert)
+    for (kind, other_flow_id), alerts in grouped.items():
+        field_id = min(fid for a in alerts for fid in a.field_ids)
+        f = fields.get(field_id)
+        values = ", ".join(sorted({a.shown_value for a in alerts}))  # Aadhaar, PAN masked
+        yield Flag(
+            key=reuse_key(kind, other_flow_id), kind=Kind.REUSE, rule=REUSE,
+            reason=f"{alerts[0].kind_label} {values} also in application {alerts[0].other_application_id}",
+            priority=Priority.HIGH, field_id=field_id,
+            document_id=f.document_id if f else None, document_type=f.document_type if f else "",
+            name=f.name if f else kind,
+        )  # fmt: skip
+
+
+@rule
 def sync_failed(data: FlowData) -> Iterable[Flag]:
     flow = data.flow
     if flow.sync_state in SYNC_FAILED_STATES:
@@ -275,13 +347,25 @@ def evaluate(data: FlowData) -> dict[str, Flag]:
     return flags
 
 
-def load(flow: Flow, config: Config) -> FlowData:
+def load(flow: Flow, config: Config, changes=None) -> FlowData:
+    """The flow's current rows (3 queries), its failed checks (1) and reuse alerts (2). At
+    ingest the checks receiver's hand-off on `changes` brings the fields, failed checks and
+    reuse alerts: 2 queries in all (documents, cross-checks)."""
+    checked = checked_state(changes, flow) if changes is not None else None
+    if checked is not None:
+        fields, failed = checked.fields, checked.failed_checks()
+        alerts = checks_reuse.alerts_of(checked.reuse)
+    else:
+        fields = list(ExtractedField.objects.current().filter(flow=flow))
+        failed, alerts = failed_checks_for_flow(flow), checks_reuse.reuse_alerts_for_flow(flow)
     return FlowData(
         flow=flow,
         config=config,
         documents=list(Document.objects.current().filter(flow=flow)),
-        fields=list(ExtractedField.objects.current().filter(flow=flow)),
+        fields=fields,
         checks=list(CrossCheck.objects.current().filter(flow=flow)),
+        failed_checks=failed,
+        reuse=alerts,
     )
 
 
@@ -292,6 +376,8 @@ class FlagResult:
     cleared: int = 0
     superseded: int = 0
     reopened: bool = False
+    # Flows this one gained or lost a reuse link with (re-flagged when propagating).
+    partners: list[int] = field(default_factory=list)
 
 
 _ITEM_ATTRS = (
@@ -323,51 +409,104 @@ def _apply(item: ReviewItem, flag: Flag, product_type: str) -> bool:
     return changed
 
 
-def current_snapshot(item: ReviewItem, data: FlowData) -> tuple[bool, object]:
+class _Index:
+    """The flow's current rows by id, for reading decided items' values (no scan per item)."""
+
+    def __init__(self, data: FlowData):
+        self.fields = {f.pk: f for f in data.fields}
+        self.by_name = {(f.document_id, f.name): f for f in data.fields}
+        self.checks = {c.pk: c for c in data.checks}
+        self.documents = {d.pk: d for d in data.documents}
+
+
+def current_snapshot(item: ReviewItem, data: FlowData, index: _Index | None = None):
     """(still there, Atlas's value now) for a decided item, in the shape of
     ReviewItem.atlas_snapshot, so it compares with Decision.atlas_value."""
+    index = index or _Index(data)
     if item.key.startswith("missing:"):
-        found = next(
-            (f for f in data.fields if f.document_id == item.document_id and f.name == item.name),
-            None,
-        )
+        found = index.by_name.get((item.document_id, item.name))
         return found is None, None if found is None else found.value
     if item.field_id is not None:
-        found = next((f for f in data.fields if f.pk == item.field_id), None)
+        found = index.fields.get(item.field_id)
         return found is not None, None if found is None else found.value
     if item.cross_check_id is not None:
-        c = next((c for c in data.checks if c.pk == item.cross_check_id), None)
+        c = index.checks.get(item.cross_check_id)
         return c is not None, None if c is None else {
             "source": c.source_value,
             "target": c.target_value,
         }
     if item.document_id is not None:
-        d = next((d for d in data.documents if d.pk == item.document_id), None)
+        d = index.documents.get(item.document_id)
         if d is None or not d.error_code:
             return False, None
         return True, {"error_code": d.error_code, "error_reason": d.error_reason}
     return True, None
 
 
-def flag_flow(flow: Flow, changes=None, *, config: Config | None = None) -> FlagResult:
+def _check_of(item: ReviewItem, index: _Index) -> CrossCheck | None:
+    if item.cross_check_id is None:
+        return None
+    # A withdrawn pair is not among the current rows: read it (rare) to mask its values.
+    return index.checks.get(item.cross_check_id) or item.cross_check
+
+
+def _lock_review(flow: Flow, *, likely_new: bool = False) -> tuple[FlowReview, bool]:
+    """The flow's review row, locked: it serialises flagging with claims, decisions and
+    closing. (review, created): a review created here has no items yet (items are only ever
+    made for a flow that has its review row), which spares reading them. `likely_new` (a
+    first delivery) tries the INSERT first; a row made meanwhile by a claim is then read."""
+    if not likely_new:
+        review = FlowReview.objects.select_for_update().filter(flow=flow).first()
+        if review is not None:
+            return review, False
+    try:
+        with transaction.atomic():
+            return FlowReview.objects.create(flow=flow), True
+    except IntegrityError:
+        return FlowReview.objects.select_for_update().get(flow=flow), False
+
+
+def _partners(keys: Iterable[str]) -> set[int]:
+    return {p for p in map(reuse_partner, keys) if p is not None}
+
+
+def flag_flow(
+    flow: Flow, changes=None, *, config: Config | None = None, propagate: bool = False
+) -> FlagResult:
     """Bring the flow's review items in line with its current data and the rules.
 
-    `changes` (flows.ingest.Changes) is accepted for the signal's sake; superseding is
-    decided by comparing each decision's snapshot of Atlas's value with the value now, which
-    also catches changes a caller did not report."""
+    `changes` (flows.ingest.Changes) carries the checks receiver's hand-off at ingest;
+    superseding is decided by comparing each decision's snapshot of Atlas's value with the
+    value now, which also catches changes a caller did not report.
+
+    `propagate` (ingest): the flows this one gained or lost a reuse link with are flagged
+    again too, in this transaction, each with its own review row locked after this one's.
+    Two ingests that change the same pair of flows at the same moment could lock the two
+    rows in opposite orders; PostgreSQL then aborts one and the journal retries it."""
     config = config or Config.load()
     result = FlagResult()
     now = timezone.now()
-    with transaction.atomic():
-        # The FlowReview row lock serialises flagging with claims, decisions and closing.
-        review, _ = FlowReview.objects.select_for_update().get_or_create(flow=flow)
-        data = load(flow, config)
+    # No savepoint: inside ingest an error rolls the whole delivery back anyway.
+    with transaction.atomic(savepoint=False):
+        # A first delivery creates, updates and withdraws nothing else.
+        likely_new = (
+            changes is not None and changes.created and not (changes.updated or changes.withdrawn)
+        )
+        review, created = _lock_review(flow, likely_new=bool(likely_new))
+        data = load(flow, config, changes)
         wanted = evaluate(data)
-        items = {i.key: i for i in ReviewItem.objects.filter(flow=flow)}
-        decisions = {
-            d.item_id: d
-            for d in Decision.objects.filter(flow=flow, superseded=False).select_related("item")
-        }
+        items = {} if created else {i.key: i for i in ReviewItem.objects.filter(flow=flow)}
+        linked_before = _partners(k for k, i in items.items() if i.status != ItemStatus.CLEARED)
+        linked_now = _partners(wanted)
+        # Only decided items need their decision (none on a first delivery: no query).
+        decisions = (
+            {
+                d.item_id: d
+                for d in Decision.objects.filter(flow=flow, superseded=False).select_related("item")
+            }
+            if any(i.status == ItemStatus.DECIDED for i in items.values())
+            else {}
+        )
         if (
             not wanted
             and not any(i.kind != Kind.QA_SAMPLE for i in items.values())
@@ -379,16 +518,17 @@ def flag_flow(flow: Flow, changes=None, *, config: Config | None = None) -> Flag
                 reason=f"QA sample ({config.qa_percent:g}% of flows nothing flagged)",
             )  # fmt: skip
 
+        index = _Index(data)
         to_create, to_update, events, superseded_ids = [], [], [], []
         for key, item in items.items():
             flag = wanted.pop(key, None)
             if item.status == ItemStatus.DECIDED:
                 decision = decisions.get(item.pk)
-                exists, value = current_snapshot(item, data)
+                exists, value = current_snapshot(item, data, index)
                 if decision is None or (exists and value == decision.atlas_value):
                     continue
                 superseded_ids.append(decision.pk)
-                events.append(_superseded_event(decision, item, value, now))
+                events.append(_superseded_event(decision, item, value, now, _check_of(item, index)))
                 result.superseded += 1
                 if exists:
                     note = "Atlas changed the value after it was decided"
@@ -430,21 +570,20 @@ def flag_flow(flow: Flow, changes=None, *, config: Config | None = None) -> Flag
             Decision.objects.filter(pk__in=superseded_ids).update(
                 superseded=True, superseded_at=now
             )
-        ReviewItem.objects.bulk_create(to_create)
+        if to_create:
+            ReviewItem.objects.bulk_create(to_create)
         if to_update:
             ReviewItem.objects.bulk_update(to_update, [*_ITEM_ATTRS, "status", "updated_at"])
 
-        reopen = review.is_closed and (
-            to_create or any(i.status == ItemStatus.OPEN for i in to_update)
-        )
-        if reopen:
+        opened = [*to_create, *(i for i in to_update if i.status == ItemStatus.OPEN)]
+        if review.is_closed and opened:
             events.append(
                 DecisionEvent(
                     kind=EventKind.REOPENED,
                     flow=flow,
                     at=now,
                     outcome=review.outcome,
-                    comment="Atlas delivered new or changed data after the flow was closed.",
+                    comment=_reopen_note(opened),
                     data={"previous_outcome": review.outcome},
                 )
             )
@@ -454,7 +593,21 @@ def flag_flow(flow: Flow, changes=None, *, config: Config | None = None) -> Flag
             result.reopened = True
         if events:
             DecisionEvent.objects.bulk_create(events)
+
+        result.partners = sorted(linked_before ^ linked_now)
+        if propagate and result.partners:
+            for other in Flow.objects.filter(pk__in=result.partners).order_by("pk"):
+                flag_flow(other, config=config)
     return result
+
+
+def _reopen_note(opened: list[ReviewItem]) -> str:
+    if all(i.kind == Kind.REUSE for i in opened):
+        return (
+            "Another application shares an identifier with this flow: "
+            + "; ".join(i.reason for i in opened)[:1500]
+        )
+    return "Atlas delivered new or changed data after the flow was closed."
 
 
 def _flag_of(item: ReviewItem) -> Flag:
@@ -466,21 +619,29 @@ def _flag_of(item: ReviewItem) -> Flag:
     )  # fmt: skip
 
 
-def _superseded_event(decision: Decision, item: ReviewItem, value, now) -> DecisionEvent:
+def _superseded_event(
+    decision: Decision, item: ReviewItem, value, now, check: CrossCheck | None
+) -> DecisionEvent:
+    # The comment is read on pages: values in it are masked; atlas_value and new_value keep
+    # the real ones for the audit trail.
+    def shown_value(v) -> str:
+        return shown(v, document_type=item.document_type, field_name=item.name, check=check)
+
     return DecisionEvent(
         kind=EventKind.SUPERSEDED, at=now, flow_id=item.flow_id, item=item, decision=decision,
         document_id=item.document_id, field_id=item.field_id, cross_check_id=item.cross_check_id,
         subject=item.subject, action=decision.action, atlas_value=decision.atlas_value,
         atlas_score=decision.atlas_score, new_value=value,
-        comment=f"Atlas now says {display(value)!r}; the decision was made on {display(decision.atlas_value)!r}."[:2000],
+        comment=f"Atlas now says {shown_value(value)!r}; the decision was made on {shown_value(decision.atlas_value)!r}."[:2000],
     )  # fmt: skip
 
 
 def on_results_applied(sender, flow=None, batch=None, changes=None, **kwargs) -> None:
     """flows.ingest.results_applied: runs inside the ingest transaction, so the queue and
-    Atlas's rows commit (or roll back) together. v1 batches have no flow to review."""
+    Atlas's rows commit (or roll back) together. v1 batches have no flow to review. Runs
+    after the checks app's receiver (INSTALLED_APPS order), whose results it reads."""
     if flow is not None:
-        flag_flow(flow, changes)
+        flag_flow(flow, changes, propagate=True)
 
 
 def on_flow_saved(sender, instance: Flow, created=False, update_fields=None, **kwargs) -> None:

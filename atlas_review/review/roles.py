@@ -34,6 +34,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "audit.export_data",
         "audit.view_all_exports",
         "audit.view_exportjob",
+        "overview.view_overview",
     ],
     # Reads everything and exports; decides nothing.
     AUDITOR: [

@@ -18,9 +18,11 @@ from django.views.decorators.http import require_GET, require_POST
 from django.views.decorators.vary import vary_on_headers
 from django_htmx.http import HttpResponseClientRedirect
 
-from atlas_review.flows.models import CrossCheck, Document, ExtractedField, Flow
+from atlas_review.checks.masking import is_masked, shown
+from atlas_review.checks.models import RevealEvent
+from atlas_review.flows.models import CrossCheck, Document, ExtractedField, Flow, display
 
-from . import queries, services
+from . import flagging, queries, services
 from .models import (
     Action,
     DecisionEvent,
@@ -200,7 +202,8 @@ def _items(flow: Flow) -> list[ReviewItem]:
         ReviewItem.objects.filter(flow=flow)
         .exclude(status=ItemStatus.CLEARED)
         .select_related("field", "cross_check", "document")
-        .prefetch_related(queries.current_decisions())
+        # The ✓/✗ check badges beside each field's confidence.
+        .prefetch_related(queries.current_decisions(), "field__check_results")
     )
     for item in items:
         _decorate(item)
@@ -218,16 +221,84 @@ def _items(flow: Flow) -> list[ReviewItem]:
 
 def _decorate(item: ReviewItem) -> None:
     item.decision = item.current_decisions[0] if item.current_decisions else None
+    # Personal data stays masked in what the page shows: a correction typed on an Aadhaar
+    # field is one too. The Atlas value itself goes through the field_value tag (masked,
+    # with its Reveal button).
+    item.shown_corrected = (
+        _shown(item, item.decision.corrected_value)
+        if item.decision and item.decision.action == Action.CORRECT
+        else ""
+    )
+    item.value_masked = bool(
+        item.field and is_masked(item.field.document_type, item.field.name, item.field.value)
+    )
+    # What the Correct box starts with: never a masked text (saved back, it would become
+    # the correction), so a masked value starts empty.
+    if item.shown_corrected:
+        clear = display(item.decision.corrected_value)
+        item.prefill = clear if item.shown_corrected == clear else ""
+    elif item.field and not item.value_masked:
+        item.prefill = display(item.field.value)
+    else:
+        item.prefill = ""
+    item.other_flow_id = flagging.reuse_partner(item.key) if item.kind == Kind.REUSE else None
+
+
+def _shown(item: ReviewItem, value) -> str:
+    return shown(
+        value, document_type=item.document_type, field_name=item.name, check=item.cross_check
+    )
+
+
+def _timeline(flow: Flow) -> list:
+    """The flow's last HISTORY_LIMIT events: decisions and outcomes, and who revealed which
+    masked value (recorded by the checks app), newest first. Values shown masked."""
+    events = list(
+        DecisionEvent.objects.filter(flow=flow)
+        .select_related("field", "cross_check")
+        .order_by("-at", "-id")[:HISTORY_LIMIT]
+    )
+    for e in events:
+        e.revealed = False
+        if e.field is not None:
+            e.shown_new_value = shown(
+                e.new_value, document_type=e.field.document_type, field_name=e.field.name
+            )
+        elif e.cross_check is not None:
+            e.shown_new_value = shown(e.new_value, check=e.cross_check)
+        else:  # a "missing:" item: its subject is the document type and field name
+            document_type, _dot, name = e.subject.partition(".")
+            e.shown_new_value = shown(e.new_value, document_type=document_type, field_name=name)
+    reveals = list(RevealEvent.objects.filter(flow=flow).order_by("-at", "-id")[:HISTORY_LIMIT])
+    for r in reveals:
+        r.revealed = True
+    return sorted(events + reveals, key=lambda e: e.at, reverse=True)[:HISTORY_LIMIT]
+
+
+def _partner_labels(items: list[ReviewItem]) -> None:
+    """Reuse items link to the other application: its id, one query if there are any."""
+    ids = {i.other_flow_id for i in items if i.other_flow_id}
+    if not ids:
+        return
+    labels = dict(Flow.objects.filter(pk__in=ids).values_list("pk", "application_id"))
+    for item in items:
+        item.other_application_id = labels.get(item.other_flow_id, "")
 
 
 def _page_context(request, flow: Flow, review: FlowReview, carry: dict, now) -> dict:
     user = request.user
     items = _items(flow)
+    _partner_labels(items)
     documents = list(
         Document.objects.current()
         .filter(flow=flow)
         .prefetch_related(
-            Prefetch("fields", queryset=ExtractedField.objects.current().order_by("position"))
+            Prefetch(
+                "fields",
+                queryset=ExtractedField.objects.current()
+                .order_by("position")
+                .prefetch_related("check_results"),
+            )
         )
     )
     flagged_fields = {i.field_id for i in items if i.field_id}
@@ -259,9 +330,7 @@ def _page_context(request, flow: Flow, review: FlowReview, carry: dict, now) -> 
         "documents": documents,
         "checks": checks,
         "reasons": list(ReasonCode.objects.filter(active=True)) if can_act else [],
-        "events": list(
-            DecisionEvent.objects.filter(flow=flow).order_by("-at", "-id")[:HISTORY_LIMIT]
-        ),
+        "events": _timeline(flow),
         "summary": _summary(items),
         "outcomes": Outcome.choices,
         "can_act": can_act,
@@ -325,6 +394,7 @@ def decide(request: HttpRequest, flow_id: int, item_id: int) -> HttpResponse:
     item = next((i for i in items if i.pk == item_id), None)
     if item is None:  # cleared by new Atlas data meanwhile
         return HttpResponse(status=204)
+    _partner_labels([item])
     can_act = _can_act(user, review, now)
     context = {
         "flow": flow,

@@ -23,7 +23,7 @@ from atlas_review.review.models import Decision, DecisionEvent, FlowReview
 from .conftest import item, make_flow
 
 pytestmark = pytest.mark.django_db
-DOCS = Path(__file__).resolve().parents[2] / "docs" / "exports.md"
+DOCS = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def export(kind: str, filters=None, **kwargs) -> bytes:

@@ -87,6 +87,37 @@ def test_a_redelivery_replaces_results_and_withdrawn_fields_lose_theirs(frozen_t
     assert FieldCheckResult.objects.filter(field__withdrawn_at__isnull=False).count() == 0
 
 
+def test_a_redelivery_writes_only_the_results_that_changed(frozen_today, django_assert_num_queries):
+    flow = ingest_flow(customer_documents())
+
+    def stored():
+        return {
+            (r.field.document_type, r.field.name): (r.pk, r.passed, r.checked_at)
+            for r in FieldCheckResult.objects.filter(field__flow=flow).select_related("field")
+        }
+
+    before = stored()
+    documents = customer_documents(aadhaar=wrong_check_digit(valid_aadhaar()))
+    documents[0][1]["total_invoice_amount"] = ""  # its check no longer applies
+    fields = list(ExtractedField.objects.filter(flow=flow))
+    for f in fields:
+        if f.name == "aadhaar_number":
+            f.value = documents[2][1]["aadhaar_number"]
+        if f.name == "total_invoice_amount":
+            f.value = ""
+
+    # config, stored results, one UPDATE (the Aadhaar), one DELETE (the amount)
+    with django_assert_num_queries(4):
+        run_checks_for_fields(fields)
+
+    after = stored()
+    aadhaar = ("AADHAAR", "aadhaar_number")
+    assert after[aadhaar][0] == before[aadhaar][0] and after[aadhaar][1] is False
+    assert ("INVOICE", "total_invoice_amount") not in after
+    pan = ("PAN", "pan_number")
+    assert after[pan] == before[pan], "an unchanged result keeps its row and checked_at"
+
+
 def test_an_empty_value_has_no_result(frozen_today):
     documents = customer_documents()
     documents[0][1]["total_invoice_amount"] = ""
@@ -114,13 +145,13 @@ def test_administrators_choose_which_check_applies(frozen_today):
 def test_checks_cost_a_fixed_number_of_queries(frozen_today, django_assert_num_queries):
     small = ingest_flow(customer_documents())
     big = ingest_flow(customer_documents() * 4)
-    # config, delete, insert (fields are given)
     for flow in (small, big):
         fields = list(ExtractedField.objects.filter(flow=flow))
-        with django_assert_num_queries(3):
+        # config, stored results (fields are given); unchanged results are not written
+        with django_assert_num_queries(2):
             run_checks_for_fields(fields)
         # plus the flow's current fields
-        with django_assert_num_queries(4):
+        with django_assert_num_queries(3):
             run_checks_for_flow(flow)
         with django_assert_num_queries(1):
             failed_checks_for_flow(flow)

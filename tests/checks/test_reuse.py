@@ -6,7 +6,13 @@ import pytest
 from django.test import override_settings
 
 from atlas_review.checks.models import IdentifierSighting
-from atlas_review.checks.reuse import find_reuse, reuse_alerts_for_flow
+from atlas_review.checks.reuse import (
+    find_reuse,
+    my_identifiers,
+    record_and_find,
+    reuse_alerts_for_flow,
+)
+from atlas_review.flows.models import ExtractedField
 
 from .conftest import (
     customer_documents,
@@ -148,6 +154,21 @@ def test_the_lookup_costs_two_queries(django_assert_num_queries):
     with django_assert_num_queries(2):
         alerts = reuse_alerts_for_flow(flow)
     assert len(alerts) == 3
+
+
+def test_ingest_records_and_finds_with_one_read(django_assert_num_queries):
+    shared = valid_imei("35686800999999")
+    ingest_flow(other_customer(1, imei=shared), application_id="APP-A")
+    ingest_flow(other_customer(3, imei=shared), application_id="APP-C")
+    flow = ingest_flow(other_customer(2, imei=shared), application_id="APP-B")
+    fields = list(ExtractedField.objects.current().filter(flow=flow))
+
+    # its own sightings and the other flows' sightings of its identifiers; nothing to write
+    with django_assert_num_queries(1):
+        mine, reuses = record_and_find(flow, fields=fields)
+
+    assert mine == my_identifiers(flow)
+    assert set(reuses) == set(find_reuse(flow)) and len(reuses) == 8
 
 
 def test_the_flow_page_links_to_the_other_application(reviewer_client):

@@ -60,7 +60,7 @@ def test_htmx_reveal_returns_the_clear_value_and_records_who_saw_it(
     body = response.content.decode()
     assert AADHAAR in body
     assert "<html" not in body  # the partial only, swapped in place of the masked value
-    assert f'id="field-value-{aadhaar_field.pk}"' in body
+    assert f'data-field-value="{aadhaar_field.pk}"' in body
     assert "no-cache" in response["Cache-Control"] or "no-store" in response["Cache-Control"]
     (event,) = RevealEvent.objects.all()
     assert (event.actor, event.actor_username) == (reviewer, "rita")

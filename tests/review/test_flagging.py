@@ -39,10 +39,19 @@ def test_the_contract_example_is_flagged_rule_by_rule(contract_payload):
 
     ingest.apply_callback_data(parse_callback_data(contract_payload))
 
-    fields = items_of(flow, kind=Kind.FIELD)
+    fields = items_of(flow, kind__in=[Kind.FIELD, Kind.VALIDATION])
     # Every readable field under 0.80: 9 of 10 invoice fields (customer_name is 0.9) and the
     # 3 IMEI fields. The INVALID_DOC document is one exception, not 2 more field items.
     assert len(fields) == 12
+    # Two of them also fail a deterministic check: the check leads their reason.
+    assert {s for s, i in fields.items() if i.kind == Kind.VALIDATION} == {
+        "INVOICE.dealer_gst",
+        "IMEI_CLOSEUP_IMAGE.imei_number",
+    }
+    assert fields["IMEI_CLOSEUP_IMAGE.imei_number"].reason == (
+        "check failed, IMEI checksum: IMEI must have 15 digits (has 8); "
+        "confidence 0.00 < 0.80 for IMEI_CLOSEUP_IMAGE.imei_number"
+    )
     assert "INVOICE.customer_name" not in fields
     assert fields["INVOICE.invoice_date"].reason == (
         "confidence 0.00 < 0.80 for INVOICE.invoice_date"

@@ -284,11 +284,12 @@ def test_the_review_page_costs_the_same_queries_for_more_items(
         ],
         [check(f"C{i}", "a b", "a c", 50) for i in range(5)],
     )
-    # session, user, user perms, group perms, flow+review, claim, items, decisions,
-    # documents, fields, checks, reason codes, history
-    with django_assert_num_queries(13):
+    # session, user, user perms, group perms, flow+review, claim, items, decisions, the
+    # items' check results, documents, fields, their check results, checks, reason codes,
+    # history (decision events), reveals
+    with django_assert_num_queries(16):
         reviewer_client.get(flow_url(small))
-    with django_assert_num_queries(13):
+    with django_assert_num_queries(16):
         response = reviewer_client.get(flow_url(big))
     assert len(response.context["decision_items"]) == 22
 
@@ -390,8 +391,9 @@ def test_deciding_costs_the_same_queries_for_more_items(reviewer_client, django_
         item = ReviewItem.objects.filter(flow=flow).first()
         # session, user, 2 perms, item; the transaction (2 savepoints in tests): claim
         # renewal, item re-read, current decision, insert (in its own savepoint), item
-        # status, event; then the redraw: flow+review, items, decisions, reason codes.
-        with django_assert_num_queries(19):
+        # status, event; then the redraw: flow+review, items, decisions, the item's check
+        # results, reason codes.
+        with django_assert_num_queries(20):
             reviewer_client.post(decide_url(item), {"action": "accept"}, **HTMX)
 
 

@@ -3,6 +3,7 @@
     {% load checks_tags %}
     {{ field|masked }}                      the value, Aadhaar/PAN masked
     {% mask doc_type field_name value %}    the same for a value that is not a field
+    {% mask_pair check as pair %}           a cross-check's two values: pair.0, pair.1
     {% field_value field %}                 masked value with a "Reveal" button
     {% field_checks field %}                "✓ Aadhaar checksum" / "✗ reason" badges
     {% reuse_alerts flow %}                 other applications sharing an identifier
@@ -13,7 +14,7 @@ field_checks reads field.check_results.all(): prefetch "check_results" (or
 
 from django import template
 
-from atlas_review.checks.masking import is_masked, mask_value
+from atlas_review.checks.masking import is_masked, mask_cross_check, mask_value
 from atlas_review.checks.reuse import reuse_alerts_for_flow
 
 register = template.Library()
@@ -27,6 +28,13 @@ def masked(field) -> str:
 @register.simple_tag
 def mask(document_type: str, field_name: str, value) -> str:
     return mask_value(document_type, field_name, value)
+
+
+@register.simple_tag
+def mask_pair(check) -> tuple[str, str]:
+    """Both values of a flows.CrossCheck: when either side is personal data, both are
+    masked as it (the other side may be a field not named for it)."""
+    return mask_cross_check(check)
 
 
 @register.inclusion_tag("checks/widgets.html#field_value", takes_context=True)

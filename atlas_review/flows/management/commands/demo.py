@@ -92,8 +92,8 @@ class Command(BaseCommand):
 
     def _create_flows(self, sim, count: int) -> None:
         start = Flow.objects.count()
-        for i in range(start, start + count):
-            app = f"CDL-2026-{1000 + i}"
+        apps = demo_applications(sim.knobs.seed, start, count)
+        for i, app in zip(range(start, start + count), apps, strict=True):
             kinds = DOCUMENT_SETS[i % len(DOCUMENT_SETS)]
             files = [
                 (sim.file_url(f"{app}-{kind}.svg"), str(n + 1)) for n, kind in enumerate(kinds)
@@ -123,3 +123,24 @@ class Command(BaseCommand):
             finally:
                 close_old_connections()
             time.sleep(2)
+
+
+def demo_applications(seed: object, start: int, count: int) -> list[str]:
+    """Application numbers of `count` demo flows from `start` on. The simulator gives a few
+    applications in a hundred a handset from its shared pool (a reuse alert); so that a short
+    demo shows one, the last two numbers (with 4 flows or more) are the next pair the
+    simulator gives the same shared handset."""
+    from atlas_review.atlas.simulator.persona import make_persona
+
+    apps = [f"CDL-2026-{1000 + i}" for i in range(start, start + count)]
+    if count < 4:
+        return apps
+    first_with: dict[str, str] = {}
+    for i in range(start + count, start + count + 5000):
+        app = f"CDL-2026-{1000 + i}"
+        persona = make_persona(seed, app)
+        if persona.imei_shared:
+            if persona.imeis[0] in first_with:
+                return [*apps[:-2], first_with[persona.imeis[0]], app]
+            first_with[persona.imeis[0]] = app
+    return apps

@@ -1,0 +1,141 @@
+"""ingest.apply_many: many flows in one transaction, the same rows and outcomes as applying
+them one by one, with a query count that does not grow with the batch."""
+
+import copy
+
+import pytest
+
+from atlas_review.atlas.payloads import parse_callback_data
+from atlas_review.atlas.simulator import generate_flow_result
+from atlas_review.flows import ingest
+from atlas_review.flows.models import CrossCheck, Document, ExtractedField, Flow, Upload
+
+pytestmark = pytest.mark.django_db
+
+KINDS = ("invoice", "delivery_order", "aadhaar", "pan", "imei")
+
+
+def make_flows(n: int, prefix: str = "M") -> list[dict]:
+    """n flows stored as after their upload, and the result Atlas delivers for each."""
+    raws = []
+    for i in range(n):
+        app = f"{prefix}-{i}"
+        files = [
+            {"file_url": f"https://files.example.com/{app}-{k}.jpg", "document_id": str(j), "batch_id": f"B-{app}"}
+            for j, k in enumerate(KINDS)
+        ]  # fmt: skip
+        flow = Flow.objects.create(
+            flow_uuid=f"uuid-{app}", application_id=app, product_type="PROD_CDL",
+            sync_state="POLLING", requested_files=files,
+        )  # fmt: skip
+        Upload.objects.create(batch_id=f"B-{app}", api="v3", flow=flow, files=files)
+        raws.append(generate_flow_result(3, flow.flow_uuid, files, application_id=app))
+    return raws
+
+
+def stored() -> list[tuple]:
+    """Every Atlas row by its natural key, ids left out (they depend on insert order)."""
+    return sorted(
+        [
+            *(("doc", d.flow.flow_uuid, d.key, d.document_type, d.file_url, d.error_code, d.withdrawn_at is None)
+              for d in Document.objects.select_related("flow")),
+            *(("field", f.flow.flow_uuid, f.document.key, f.name, repr(f.value), f.confidence, f.position, f.withdrawn_at is None)
+              for f in ExtractedField.objects.select_related("flow", "document")),
+            *(("check", c.flow.flow_uuid, c.key, repr(c.source_value), c.similarity, c.withdrawn_at is None)
+              for c in CrossCheck.objects.select_related("flow")),
+        ]
+    )  # fmt: skip
+
+
+def test_a_batch_stores_what_applying_one_by_one_stores(db):
+    raws = make_flows(4)
+    for raw in raws:
+        ingest.apply_callback_data(parse_callback_data(raw))
+    one_by_one = stored()
+    Document.objects.all().delete()
+    CrossCheck.objects.all().delete()
+    Flow.objects.update(results_hash="", results_as_of=None, sync_state="POLLING")
+
+    results = ingest.apply_many([parse_callback_data(raw) for raw in raws])
+
+    assert [r.outcome for r in results] == [ingest.APPLIED] * 4
+    assert stored() == one_by_one
+    assert set(Flow.objects.values_list("sync_state", flat=True)) == {"DONE"}
+    assert results[0].changes.created == (
+        Document.objects.filter(flow=results[0].flow).count()
+        + ExtractedField.objects.filter(flow=results[0].flow).count()
+        + CrossCheck.objects.filter(flow=results[0].flow).count()
+    )
+
+
+def test_applying_a_batch_again_writes_nothing(db, django_assert_max_num_queries):
+    payloads = [parse_callback_data(raw) for raw in make_flows(3)]
+    ingest.apply_many(payloads)
+    before = (
+        sorted(Document.objects.values_list("id", "updated_at")),
+        sorted(ExtractedField.objects.values_list("id", "updated_at")),
+        sorted(CrossCheck.objects.values_list("id", "updated_at")),
+    )
+
+    # Locked and compared by hash: one SELECT ... FOR UPDATE (plus the savepoint pair).
+    with django_assert_max_num_queries(3):
+        results = ingest.apply_many(payloads)
+
+    assert [r.outcome for r in results] == [ingest.DUPLICATE] * 3
+    assert before == (
+        sorted(Document.objects.values_list("id", "updated_at")),
+        sorted(ExtractedField.objects.values_list("id", "updated_at")),
+        sorted(CrossCheck.objects.values_list("id", "updated_at")),
+    )
+
+
+def test_the_queries_do_not_grow_with_the_batch(db, django_assert_num_queries, monkeypatch):
+    # Without the receivers (other apps' work, per flow): what ingest itself sends.
+    monkeypatch.setattr(ingest.results_applied, "receivers", [])
+    monkeypatch.setattr(ingest.results_applied, "sender_receivers_cache", {})
+    small = [parse_callback_data(raw) for raw in make_flows(2, "S")]
+    large = [parse_callback_data(raw) for raw in make_flows(12, "L")]
+    # lock, uploads, documents, cross-checks, 3 INSERTs, the flows' UPDATE, savepoint pair
+    with django_assert_num_queries(10):
+        ingest.apply_many(small)
+    with django_assert_num_queries(10):
+        ingest.apply_many(large)
+
+
+def test_a_changed_redelivery_in_a_batch_updates_in_place(db):
+    raws = make_flows(2)
+    ingest.apply_many([parse_callback_data(raw) for raw in raws])
+    field = ExtractedField.objects.filter(flow__flow_uuid=raws[1]["flow_uuid"]).order_by("pk")[0]
+    changed = copy.deepcopy(raws[1])
+    item = next(i for i in changed["ocr_data"] if field.name in i["data"])
+    item["data"][field.name] = {"value": "corrected by Atlas", "confidence_score": 0.99}
+
+    first, second = ingest.apply_many([parse_callback_data(raws[0]), parse_callback_data(changed)])
+
+    assert (first.outcome, second.outcome) == (ingest.DUPLICATE, ingest.APPLIED)
+    field.refresh_from_db()
+    assert (field.value, field.confidence) == ("corrected by Atlas", 0.99)
+    assert second.changes.changed_field_ids == {field.pk}
+
+
+def test_a_flow_twice_in_one_batch_is_applied_in_order(db):
+    raw = make_flows(1)[0]
+    newer = copy.deepcopy(raw)
+    newer["cross_checks"] = newer["cross_checks"][:1]
+
+    results = ingest.apply_many([parse_callback_data(raw), parse_callback_data(newer)])
+
+    assert [r.outcome for r in results] == [ingest.APPLIED, ingest.APPLIED]
+    assert CrossCheck.objects.current().count() == 1
+    assert CrossCheck.objects.count() == len(raw["cross_checks"]), "the others are withdrawn"
+
+
+def test_an_unknown_flow_fails_the_batch_and_writes_nothing(db):
+    raws = make_flows(2)
+    raws[1]["flow_uuid"] = "nobody-knows-this-flow"
+
+    with pytest.raises(ingest.UnmatchedPayload):
+        ingest.apply_many([parse_callback_data(raw) for raw in raws])
+
+    assert not Document.objects.exists()
+    assert Flow.objects.filter(sync_state="DONE").count() == 0
