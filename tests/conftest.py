@@ -4,6 +4,7 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import Group, User
 
+
 @pytest.fixture(autouse=True)
 def _fresh_cache():
     """The cache outlives a test (tokens, throttles, cached figures): start each one empty."""
