@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import random
 from datetime import datetime, time, timedelta
-from pathlib import Path
 
-import pytest
 from django.utils import timezone
 
 try:
@@ -21,42 +19,16 @@ except ImportError:  # the module is skipped below
 from atlas_review.overview.models import QueueSla
 from atlas_review.review import services
 from atlas_review.review.models import ReasonCode, ReviewItem
+from tests.browser.conftest import BROWSER_MARKS, SCREENSHOTS
 from tests.conftest import make_user
 from tests.review.builders import check, document, make_flow
 
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
-    pytest.mark.skipif(expect is None, reason="needs playwright"),
-]
+pytestmark = BROWSER_MARKS
 
 FIELDS = {
     "INVOICE": ["customer_name", "invoice_number", "total_invoice_amount"],
     "DELIVERY_ORDER": ["customer_name", "loan_amount", "dealer_address"],
 }
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield browser
-        browser.close()
 
 
 def a_week_on_the_floor(monkeypatch) -> None:

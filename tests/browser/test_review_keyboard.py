@@ -6,9 +6,7 @@ Saves docs/screenshots/queue.png and docs/screenshots/review.png for the README.
 from __future__ import annotations
 
 from datetime import timedelta
-from pathlib import Path
 
-import pytest
 from django.utils import timezone
 
 try:
@@ -19,39 +17,11 @@ except ImportError:  # the module is skipped below
 from atlas_review.atlas.simulator.svg import render_document_svg
 from atlas_review.review import services
 from atlas_review.review.models import Decision, FlowReview, ReasonCode, ReviewItem
+from tests.browser.conftest import BROWSER_MARKS, SCREENSHOTS
 from tests.conftest import make_user
 from tests.review.builders import check, document, make_flow
 
-CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium"),
-    pytest.mark.skipif(expect is None, reason="needs playwright"),
-]
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # around it are plain synchronous ones.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-            ],
-        )
-        yield browser
-        browser.close()
+pytestmark = BROWSER_MARKS
 
 
 def new_page(browser):
