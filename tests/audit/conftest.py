@@ -47,7 +47,8 @@ def item(flow: Flow, name: str) -> ReviewItem:
 
 
 def reason(code: str = "mismatch") -> ReasonCode:
-    return ReasonCode.objects.get(code=code)
+    # get_or_create: a transactional test elsewhere may have flushed the seeded codes.
+    return ReasonCode.objects.get_or_create(code=code, defaults={"label": code.title()})[0]
 
 
 @pytest.fixture

@@ -35,7 +35,8 @@ def flow():
 
 @pytest.fixture
 def reason(db):
-    return ReasonCode.objects.get(code="illegible")
+    # get_or_create: a transactional test elsewhere may have flushed the seeded codes.
+    return ReasonCode.objects.get_or_create(code="illegible", defaults={"label": "Illegible"})[0]
 
 
 def item(flow, name="account_holder") -> ReviewItem:

@@ -351,7 +351,7 @@ def test_a_reject_needs_a_reason_and_says_so(reviewer_client):
 
     assert response.status_code == 400
     assert b"Choose a reason for the rejection." in response.content
-    reason = ReasonCode.objects.get(code="mismatch")
+    reason = ReasonCode.objects.get_or_create(code="mismatch", defaults={"label": "Mismatch"})[0]
     ok = reviewer_client.post(
         decide_url(item), {"action": "reject", "reason": reason.pk, "comment": "IFSC of another branch"}, **HTMX
     )  # fmt: skip
