@@ -16,6 +16,26 @@ ROOT = Path(__file__).resolve().parents[2]
 SERVER = os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 
 
+# Names of this run's own: two runs of the suite at once must not drop each other's data.
+SUFFIX = f"{os.getpid()}"
+DATABASES = [
+    f"atlas_perf_smoke_ingest_{SUFFIX}",
+    f"atlas_perf_smoke_queue_{SUFFIX}",
+    f"atlas_perf_smoke_queue_{SUFFIX}_small",
+    f"atlas_perf_smoke_sync_{SUFFIX}",
+]
+
+
+def drop_leftovers() -> None:
+    """The scripts drop their databases when they finish; this covers a run that failed."""
+    import psycopg
+
+    server = SERVER.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(server, autocommit=True) as conn:
+        for name in DATABASES:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def start(script: str, *args: str) -> subprocess.Popen:
     # Each script works in its own throwaway atlas_perf_smoke_* database (and drops it).
     return subprocess.Popen(
@@ -45,10 +65,17 @@ def measured(out: str, name: str) -> str:
 def test_the_performance_benchmarks_run_small():
     # The three at once: each is mostly waiting on PostgreSQL, and together they stay
     # well under a minute.
-    ingest = start("ingest_bench.py", "--db-name", "atlas_perf_smoke_ingest")
-    queue = start("queue_bench.py", "--db-name", "atlas_perf_smoke_queue", "--repopulate", "--drop")
-    sync = start("sync_bench.py", "--db-name", "atlas_perf_smoke_sync", "--redis-db", "11")
-    ingest_out, queue_out, sync_out = finish(ingest), finish(queue), finish(sync)
+    ingest = start("ingest_bench.py", "--db-name", DATABASES[0])
+    queue = start("queue_bench.py", "--db-name", DATABASES[1], "--repopulate", "--drop")
+    sync = start("sync_bench.py", "--db-name", DATABASES[3], "--redis-db", "11")
+    try:
+        ingest_out, queue_out, sync_out = finish(ingest), finish(queue), finish(sync)
+    finally:
+        for proc in (ingest, queue, sync):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        drop_leftovers()
 
     assert re.search(r"reference: COPY, 10 flows per transaction\s+30 ", ingest_out), ingest_out
     assert "apply_many, 10 flows per transaction" in ingest_out
