@@ -226,11 +226,12 @@ def test_postgres_restarts_lose_no_delivery_and_no_flow(
             "every stored delivery to be applied",
         )
         assert worker.alive
-        # The crash hit a sweep too (it failed on the cut connection; the next one worked).
+        # Sweeps ran on through the restart. Whether one was mid-query at the instant of the
+        # crash is timing (it usually is, and then fails on the cut connection); what must
+        # hold either way is that later sweeps succeed, which the completed flows above prove
+        # end to end and the worker's log shows directly.
         log = worker.log.read_text()
-        assert any(
-            "tasks.sweep[" in line and "OperationalError" in line for line in log.splitlines()
-        )
+        assert any("tasks.sweep[" in line and "succeeded" in line for line in log.splitlines())
 
         journal = Counter(
             dict(sql(db, "select outcome, count(*) from flows_payload group by outcome"))
