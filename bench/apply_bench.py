@@ -8,7 +8,8 @@ Creates (dropping it first) the database `atlas_bench_apply` on the server of DA
 migrates it, creates N flows, then applies each flow's simulator payload (6 documents,
 ~60 rows) through the ingest service exactly as a callback does
 (`apply_callback_data(parse_callback_data(...))`), with every receiver of
-`results_applied` (checks, reuse sightings, review flagging) inside. Reports p50/p95 per
+`results_created` (checks, reuse sightings, review flagging: set-based, as a first
+delivery is) inside. Reports p50/p95 per
 apply (and this process's CPU time, which other load on the machine disturbs less), the
 time spent in each receiver, queries per apply by statement and table with the time the
 driver saw for them, and the same for re-applying the same payloads, which must write
@@ -25,12 +26,15 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import perfkit
+
+ROOT = perfkit.ROOT
 KINDS = ("invoice", "delivery_order", "aadhaar", "pan", "imei", "open_box")
-WRITES = ("INSERT", "UPDATE", "DELETE")
-_TABLE = re.compile(r'(?:FROM|INTO|UPDATE|DELETE FROM)\s+"(\w+)"', re.IGNORECASE)
+WRITES = ("INSERT", "UPDATE", "DELETE", "COPY")
+_TABLE = re.compile(r'(?:FROM|INTO|UPDATE|DELETE FROM|COPY)\s+"(\w+)"', re.IGNORECASE)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -39,7 +43,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--small", action="store_true", help="a smoke run: 20 payloads")
     parser.add_argument(
         "--database-url",
-        default=os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        default=os.getenv("DATABASE_URL", perfkit.DEFAULT_SERVER),
     )
     parser.add_argument("--db-name", default="atlas_bench_apply", help="dropped first")
     args = parser.parse_args(argv)
@@ -49,16 +53,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_django(args) -> None:
-    import psycopg
-
-    # It is dropped first: refuse anything that does not look like a benchmark's own.
-    if not args.db_name.replace("_", "").isalnum() or "apply" not in args.db_name:
+    # It is dropped first: refuse anything that does not look like this benchmark's own
+    # (perfkit refuses any name that is not a benchmark database at all).
+    if "apply" not in args.db_name:
         raise SystemExit(f"refusing database {args.db_name!r}: its name must contain 'apply'")
-    parts = urlsplit(args.database_url)
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{args.db_name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{args.db_name}"')
-    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{args.db_name}"))
+    url = perfkit.ensure_database(args.database_url, args.db_name, fresh=True)
+    os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789-abcdefghij")
     os.environ.update(
         DEBUG="False", TESTING="True", SECURE_SSL_REDIRECT="False", SECURE_COOKIES="False",
@@ -103,16 +103,23 @@ def make_payloads(n: int) -> list[dict]:
     return payloads
 
 
-RECEIVERS = ("checks.on_results_applied", "review.flag_flow")
-SPENT: dict[str, list[float]] = {uid: [] for uid in RECEIVERS}
-SPENT_CPU: dict[str, list[float]] = {uid: [] for uid in RECEIVERS}
+# (signal, dispatch uid, receiver): a first delivery goes to results_created (set-based),
+# a changed re-delivery to results_applied.
+RECEIVERS = (
+    ("results_created", "checks.on_results_created", "checks.services.on_results_created"),
+    ("results_created", "review.flag_first", "review.flagging.on_results_created"),
+    ("results_applied", "checks.on_results_applied", "checks.services.on_results_applied"),
+    ("results_applied", "review.flag_flow", "review.flagging.on_results_applied"),
+)
+SPENT: dict[str, list[float]] = {uid: [] for _s, uid, _f in RECEIVERS}
+SPENT_CPU: dict[str, list[float]] = {uid: [] for _s, uid, _f in RECEIVERS}
 
 
 def time_receivers() -> None:
-    """Reconnect the results_applied receivers wrapped in a timer, in the same order."""
-    from atlas_review.checks.services import on_results_applied as checks_receiver
-    from atlas_review.flows.ingest import results_applied
-    from atlas_review.review.flagging import on_results_applied as review_receiver
+    """Reconnect the ingest receivers wrapped in a timer, in the same order."""
+    import importlib
+
+    from atlas_review.flows import ingest
 
     def timed(uid, fn):
         def receiver(sender, **kwargs):
@@ -126,16 +133,14 @@ def time_receivers() -> None:
         return receiver
 
     wrappers = []
-    for uid, fn in zip(RECEIVERS, (checks_receiver, review_receiver), strict=True):
-        results_applied.disconnect(dispatch_uid=uid)
-        wrappers.append((uid, timed(uid, fn)))
-    for uid, wrapper in wrappers:
-        results_applied.connect(wrapper, dispatch_uid=uid, weak=False)
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+    for signal_name, uid, path in RECEIVERS:
+        module, name = path.rsplit(".", 1)
+        fn = getattr(importlib.import_module(f"atlas_review.{module}"), name)
+        signal = getattr(ingest, signal_name)
+        signal.disconnect(dispatch_uid=uid)
+        wrappers.append((signal, uid, timed(uid, fn)))
+    for signal, uid, wrapper in wrappers:
+        signal.connect(wrapper, dispatch_uid=uid, weak=False)
 
 
 def run(payloads: list[dict]) -> tuple:
@@ -168,7 +173,7 @@ def run(payloads: list[dict]) -> tuple:
 def report(label: str, times, cpu, counts, tables, outcomes, spent, n: int) -> None:
     print(
         f"{label}: {n} payloads, p50 {statistics.median(times):.1f} ms, "
-        f"p95 {pct(times, 0.95):.1f} ms, max {max(times):.1f} ms "
+        f"p95 {perfkit.pct(times, 95):.1f} ms, max {max(times):.1f} ms "
         f"(this process's CPU p50 {statistics.median(cpu):.1f} ms); "
         f"queries/apply min {min(counts)} median {statistics.median(counts):g} max {max(counts)}; "
         f"outcomes {dict(Counter(outcomes))}"
@@ -199,9 +204,11 @@ def main(argv=None) -> int:
         f"({dict(Counter(ReviewItem.objects.values_list('kind', flat=True)))})"
     )
     for uid, spent in SPENT.items():
+        if not spent:
+            continue
         print(
             f"  in receiver {uid}: p50 {statistics.median(spent):.1f} ms, "
-            f"p95 {pct(spent, 0.95):.1f} ms (CPU p50 {statistics.median(SPENT_CPU[uid]):.1f} ms)"
+            f"p95 {perfkit.pct(spent, 95):.1f} ms (CPU p50 {statistics.median(SPENT_CPU[uid]):.1f} ms)"
         )
     again = run(payloads)
     report("re-apply (same payloads)", *again, args.payloads)

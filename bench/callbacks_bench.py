@@ -37,11 +37,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import perfkit
+
+ROOT = perfkit.ROOT
 PYTHON = sys.executable
 CLIENT_ID = "atlas-bench"
 CLIENT_SECRET = secrets.token_urlsafe(24)
@@ -57,7 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("-w", "--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument(
         "--database-url",
-        default=os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        default=os.getenv("DATABASE_URL", perfkit.DEFAULT_SERVER),
         help="any database on the target server; only its server is used",
     )
     parser.add_argument("--db-name", default="atlas_bench", help="dedicated, dropped first")
@@ -70,21 +73,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.callbacks = 50
         args.concurrency = min(args.concurrency, 4)
     return args
-
-
-def with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
-
-
-def recreate_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    if not name.replace("_", "").isalnum():
-        raise SystemExit(f"unsafe database name {name!r}")
-    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def free_port() -> int:
@@ -258,12 +246,12 @@ def stop(proc: subprocess.Popen | None) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    database_url = with_database(args.database_url, args.db_name)
+    database_url = perfkit.with_database(args.database_url, args.db_name)
     env = server_env(database_url, args.broker)
     mode = f"broker {args.broker}" if args.broker else "no broker: applied inline"
 
     print(f"database {args.db_name}: recreating and migrating", flush=True)
-    recreate_database(args.database_url, args.db_name)
+    perfkit.ensure_database(args.database_url, args.db_name, fresh=True)
     subprocess.run(
         [PYTHON, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
     )

@@ -44,9 +44,13 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import perfkit
+
+ROOT = perfkit.ROOT
 EVENTS_PER_FLOW = 20  # 16 decided + 3 changed + 1 outcome
 DOCS = {
     "INVOICE": ("customer_name", "total_invoice_amount", "imei_numbers", "invoice_date"),
@@ -68,7 +72,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--small", action="store_true", help="a smoke run: 2k rows")
     parser.add_argument(
         "--database-url",
-        default=os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        default=os.getenv("DATABASE_URL", perfkit.DEFAULT_SERVER),
         help="any database on the target server; only its server is used",
     )
     parser.add_argument("--db-name", default="atlas_bench_export")
@@ -85,22 +89,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.sizes = [2000]
         args.repeat = 1
     return args
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def ensure_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    if not name.replace("_", "").isalnum():
-        raise SystemExit(f"unsafe database name {name!r}")
-    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}", file=sys.stderr)
 
 
 def setup_django(url: str) -> None:
@@ -132,44 +120,6 @@ def peak_rss_mb() -> float:
 # --- Loading -------------------------------------------------------------------------------
 
 
-class Loader:
-    """COPY rows into a model's table; columns not given take the model's default (or now
-    for auto_now fields, NULL for nullable ones), so new columns do not break the bench."""
-
-    def __init__(self, model, now):
-        from django.db import models
-
-        self.table = model._meta.db_table
-        self.fields = list(model._meta.concrete_fields)
-        self.json = {f.attname for f in self.fields if isinstance(f, models.JSONField)}
-        self.defaults = {}
-        for f in self.fields:
-            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-                self.defaults[f.attname] = now
-            elif f.has_default():
-                self.defaults[f.attname] = f.get_default()
-            elif f.null:
-                self.defaults[f.attname] = None
-            elif f.blank and isinstance(f, models.CharField | models.TextField):
-                self.defaults[f.attname] = ""
-        self.columns = ", ".join(f'"{f.column}"' for f in self.fields)
-
-    def copy(self, cursor, rows) -> int:
-        n = 0
-        attnames = [f.attname for f in self.fields]
-        with cursor.copy(f'COPY "{self.table}" ({self.columns}) FROM STDIN') as copy:
-            for row in rows:
-                values = []
-                for a in attnames:
-                    v = row[a] if a in row else self.defaults[a]
-                    if a in self.json and v is not None:
-                        v = json.dumps(v, ensure_ascii=False)
-                    values.append(v)
-                copy.write_row(values)
-                n += 1
-        return n
-
-
 def field_value(doc_type: str, name: str, f: int, r: random.Random):
     if r.random() < 0.04:
         return None
@@ -198,7 +148,7 @@ def load(conn, first_flow: int, flows: int, ids: dict, agents: list, reasons: li
     now = datetime.now(UTC)
     r = random.Random(seed + first_flow)
     start = datetime(2025, 1, 1, tzinfo=UTC)
-    tables = {m: Loader(m, now) for m in (Flow, FlowReview, Document, ExtractedField,
+    tables = {m: perfkit.Loader(m, now) for m in (Flow, FlowReview, Document, ExtractedField,
                                            CrossCheck, ReviewItem, Decision, DecisionEvent)}  # fmt: skip
     rows: dict = {m: [] for m in tables}
     for f in range(first_flow, first_flow + flows):
@@ -474,7 +424,7 @@ def export_sql() -> str:
 
 
 def run_child(mode: str, url: str, sql_file: str) -> dict:
-    server, name = with_database(url, "postgres"), urlsplit(url).path.lstrip("/")
+    server, name = perfkit.with_database(url, "postgres"), urlsplit(url).path.lstrip("/")
     cmd = [sys.executable, __file__, "--child", mode, "--database-url", server,
            "--db-name", name, "--sql-file", sql_file]  # fmt: skip
     out = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=ROOT)
@@ -518,8 +468,10 @@ def table(results: list[dict]) -> str:
 def prepare_database(server_url: str, name: str, size: int, sql_file: str) -> None:
     """In a child process (Django is bound to one database per process): create, migrate
     and load the size's database, and write the export's SQL for the COPY reference."""
-    ensure_database(server_url, name)
-    setup_django(with_database(server_url, name))
+    perfkit.ensure_database(
+        server_url, name, fresh=False, announce=lambda m: print(m, file=sys.stderr)
+    )
+    setup_django(perfkit.with_database(server_url, name))
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
@@ -530,7 +482,7 @@ def prepare_database(server_url: str, name: str, size: int, sql_file: str) -> No
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
-        url = with_database(args.database_url, args.db_name)
+        url = perfkit.with_database(args.database_url, args.db_name)
         if args.child == "prepare":
             prepare_database(args.database_url, args.db_name, args.sizes[0], args.sql_file)
             return 0
@@ -550,7 +502,7 @@ def main(argv=None) -> int:
                  "--sql-file", sql_file],
                 cwd=ROOT, check=True,
             )  # fmt: skip
-            url = with_database(args.database_url, name)
+            url = perfkit.with_database(args.database_url, name)
             for mode in args.modes:
                 result = best_of([run_child(mode, url, sql_file) for _ in range(args.repeat)])
                 results.append(result)

@@ -142,44 +142,48 @@ def rows_of(data) -> int:
 
 
 class ReceiverClock:
-    """Wraps every results_applied receiver to add up the time each one takes."""
+    """Wraps every receiver of the ingest signals (results_created: first results,
+    set-based; results_applied: re-deliveries) to add up the time each one takes."""
 
     def __init__(self):
-        from atlas_review.flows.ingest import results_applied
+        from atlas_review.flows.ingest import results_applied, results_created
 
-        self.signal = results_applied
+        self.signals = (results_created, results_applied)
         self.seconds: dict[str, float] = {}
-        self._saved = list(results_applied.receivers)
+        self._saved = [list(signal.receivers) for signal in self.signals]
 
     def wrap(self) -> None:
-        with self.signal.lock:
-            wrapped = []
-            for lookup, receiver, *rest in self._saved:
-                func = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
-                name = f"{func.__module__.removeprefix('atlas_review.')}.{func.__name__}"
+        for signal, saved in zip(self.signals, self._saved, strict=True):
+            with signal.lock:
+                wrapped = []
+                for lookup, receiver, *rest in saved:
+                    func = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
+                    name = f"{func.__module__.removeprefix('atlas_review.')}.{func.__name__}"
 
-                def timed(*args, _func=func, _name=name, **kwargs):
-                    started = time.perf_counter()
-                    try:
-                        return _func(*args, **kwargs)
-                    finally:
-                        took = time.perf_counter() - started
-                        self.seconds[_name] = self.seconds.get(_name, 0.0) + took
+                    def timed(*args, _func=func, _name=name, **kwargs):
+                        started = time.perf_counter()
+                        try:
+                            return _func(*args, **kwargs)
+                        finally:
+                            took = time.perf_counter() - started
+                            self.seconds[_name] = self.seconds.get(_name, 0.0) + took
 
-                self._keep = [*getattr(self, "_keep", []), timed]
-                wrapped.append((lookup, timed, *rest))
-            self.signal.receivers = wrapped
-            self.signal.sender_receivers_cache.clear()
+                    self._keep = [*getattr(self, "_keep", []), timed]
+                    wrapped.append((lookup, timed, *rest))
+                signal.receivers = wrapped
+                signal.sender_receivers_cache.clear()
 
     def disconnect(self) -> None:
-        with self.signal.lock:
-            self.signal.receivers = []
-            self.signal.sender_receivers_cache.clear()
+        for signal in self.signals:
+            with signal.lock:
+                signal.receivers = []
+                signal.sender_receivers_cache.clear()
 
     def restore(self) -> None:
-        with self.signal.lock:
-            self.signal.receivers = list(self._saved)
-            self.signal.sender_receivers_cache.clear()
+        for signal, saved in zip(self.signals, self._saved, strict=True):
+            with signal.lock:
+                signal.receivers = list(saved)
+                signal.sender_receivers_cache.clear()
         self.seconds = {}
 
 

@@ -22,17 +22,18 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import random
-import statistics
 import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import perfkit
+
+ROOT = perfkit.ROOT
 DOCS = {
     "INVOICE": ("customer_name", "invoice_number", "total_invoice_amount", "imei_numbers"),
     "DELIVERY_ORDER": ("customer_name", "loan_amount", "dealer_address", "do_number"),
@@ -53,7 +54,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--small", action="store_true", help="a smoke run: 2k flows")
     parser.add_argument(
         "--database-url",
-        default=os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        default=os.getenv("DATABASE_URL", perfkit.DEFAULT_SERVER),
         help="any database on the target server; only its server is used",
     )
     parser.add_argument("--db-name", default="atlas_ovw_bench")
@@ -65,16 +66,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_django(args) -> None:
-    import psycopg
-
-    if not args.db_name.replace("_", "").isalnum():
-        raise SystemExit(f"unsafe database name {args.db_name!r}")
-    parts = urlsplit(args.database_url)
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.db_name])
-        if exists.fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{args.db_name}"')
-    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{args.db_name}"))
+    url = perfkit.ensure_database(args.database_url, args.db_name, fresh=False)
+    os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "overview-bench-only-secret-key-0123456789abcdef")
     os.environ.update(
         DEBUG="False", TESTING="True", SECURE_SSL_REDIRECT="False", SECURE_COOKIES="False",
@@ -89,41 +82,6 @@ def setup_django(args) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
-
-
-class Loader:
-    """COPY rows into a model's table; columns not given take the model's default (or now
-    for auto_now fields, NULL for nullable ones), so new columns do not break the bench."""
-
-    def __init__(self, model, now):
-        from django.db import models
-
-        self.table = model._meta.db_table
-        self.fields = list(model._meta.concrete_fields)
-        self.json = {f.attname for f in self.fields if isinstance(f, models.JSONField)}
-        self.defaults = {}
-        for f in self.fields:
-            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
-                self.defaults[f.attname] = now
-            elif f.has_default():
-                self.defaults[f.attname] = f.get_default()
-            elif f.null:
-                self.defaults[f.attname] = None
-            elif f.blank and isinstance(f, models.CharField | models.TextField):
-                self.defaults[f.attname] = ""
-        self.columns = ", ".join(f'"{f.column}"' for f in self.fields)
-        self.attnames = [f.attname for f in self.fields]
-
-    def copy(self, cursor, rows) -> None:
-        with cursor.copy(f'COPY "{self.table}" ({self.columns}) FROM STDIN') as copy:
-            for row in rows:
-                values = []
-                for a in self.attnames:
-                    v = row[a] if a in row else self.defaults[a]
-                    if a in self.json and v is not None:
-                        v = json.dumps(v)
-                    values.append(v)
-                copy.write_row(values)
 
 
 def populate(args) -> None:
@@ -167,7 +125,7 @@ def populate(args) -> None:
     quality = {(t, n): r.uniform(0.72, 0.95) for t, names in DOCS.items() for n in names}
     models = (Flow, FlowReview, Document, ExtractedField, CrossCheck, ReviewItem, Decision,
               DecisionEvent)  # fmt: skip
-    loaders = {m: Loader(m, now) for m in models}
+    loaders = {m: perfkit.Loader(m, now) for m in models}
     rows: dict = {m: [] for m in models}
     ids = dict.fromkeys(("flow", "doc", "field", "check", "item", "decision", "event"), 0)
     open_flows: list[int] = []
@@ -313,27 +271,6 @@ def populate(args) -> None:
     )
 
 
-def timed(fn, runs: int) -> tuple[float, float, int]:
-    """(p50 ms, p95 ms, queries) of fn() over runs calls."""
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections, connection, reset_queries
-    from django.test.utils import CaptureQueriesContext
-
-    request_started.disconnect(reset_queries)
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    with CaptureQueriesContext(connection) as ctx:
-        response = fn()
-    assert response.status_code == 200, response.status_code
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append(1000 * (time.perf_counter() - t))
-    samples.sort()
-    return statistics.median(samples), samples[int(0.95 * (len(samples) - 1))], len(ctx.captured_queries)  # fmt: skip
-
-
 def measure(args) -> None:
     from django.conf import settings
     from django.contrib.auth.models import Group, User
@@ -367,14 +304,14 @@ def measure(args) -> None:
         settings.OVERVIEW_CACHE_SECONDS = cache_seconds
         print(f"\n{title:48} {'queries':>7} {'p50 ms':>8} {'p95 ms':>8}")
         for label, query, headers in pages:
-            p50, p95, n = timed(lambda q=query, h=headers: client.get(f"/overview/?{q}", **h), args.runs)  # fmt: skip
+            p50, p95, n = perfkit.timed(lambda q=query, h=headers: client.get(f"/overview/?{q}", **h), args.runs, expect_status=200)  # fmt: skip
             print(f"{label:48} {n:7d} {p50:8.1f} {p95:8.1f}")
     settings.OVERVIEW_CACHE_SECONDS = 0
     print(f"\none chart alone (its CSV, cache off), p50 ms, last 14 days / whole {DAYS} days:")
     for name in figures.CHARTS:
         cells = []
         for query in ("", whole + "&"):
-            p50, _p95, n = timed(lambda q=query, c=name: client.get(f"/overview/?{q}format=csv&chart={c}"), args.runs)  # fmt: skip
+            p50, _p95, n = perfkit.timed(lambda q=query, c=name: client.get(f"/overview/?{q}format=csv&chart={c}"), args.runs, expect_status=200)  # fmt: skip
             cells.append(f"{p50:8.1f}")
         print(f"  {name:46} {n:7d} {cells[0]} {cells[1]}")
 

@@ -1,20 +1,29 @@
-"""Helpers shared by the issue-6 benchmarks (ingest_bench, queue_bench, sync_bench).
+"""Helpers shared by the benchmarks in bench/: database set-up, percentiles, load average,
+COPY loading, timing of requests, and the closing table of figures.
 
-Each benchmark works in its own database named `atlas_perf_*` on the PostgreSQL server of
-DATABASE_URL (other benchmarks use `atlas_bench*`), which it may drop and recreate: the
-name check below refuses anything else, so a typo cannot drop someone's data.
+Each benchmark works in its own database on the PostgreSQL server of DATABASE_URL, which it
+may create, drop and recreate: `atlas_perf_*` (ingest, queue, sync), `atlas_bench*`
+(callbacks, export, reuse, apply), `atlas_ovw_bench*` (overview) and `review_bench*`
+(review). The name check below refuses any other name (`postgres`, `test`, ...), so a typo
+cannot drop someone's data.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import statistics
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 PREFIX = "atlas_perf_"
+# The names the benchmarks really use (see the docstring); nothing else is touched.
+PREFIXES = (PREFIX, "atlas_bench", "atlas_ovw_bench", "review_bench")
 DEFAULT_SERVER = "postgres://postgres@127.0.0.1:5432/postgres"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
@@ -25,12 +34,16 @@ def with_database(url: str, name: str) -> str:
 
 
 def _check_name(name: str) -> None:
-    if not name.startswith(PREFIX) or not name.replace("_", "").isalnum():
-        raise SystemExit(f"refusing database {name!r}: benchmark databases are {PREFIX}*")
+    if not name.startswith(PREFIXES) or not name.replace("_", "").isalnum():
+        allowed = ", ".join(f"{p}*" for p in PREFIXES)
+        raise SystemExit(f"refusing database {name!r}: benchmark databases are {allowed}")
 
 
-def ensure_database(server_url: str, name: str, *, fresh: bool) -> str:
-    """The URL of database `name`, created if missing (dropped first when fresh)."""
+def ensure_database(
+    server_url: str, name: str, *, fresh: bool, announce: Callable[[str], object] | None = None
+) -> str:
+    """The URL of database `name`, created if missing (dropped first when fresh); `announce`,
+    if given, is called with "created database NAME" when it was created."""
     import psycopg
 
     _check_name(name)
@@ -40,6 +53,8 @@ def ensure_database(server_url: str, name: str, *, fresh: bool) -> str:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
+            if announce is not None:
+                announce(f"created database {name}")
     return with_database(server_url, name)
 
 
@@ -91,6 +106,74 @@ def pct(samples: list[float], p: float) -> float:
         return float("nan")
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
+
+
+def timed(fn, runs: int, *, expect_status: int | None = None) -> tuple[float, float, int]:
+    """(p50 ms, p95 ms, queries) of fn() over runs calls; the queries are counted on one
+    untimed call first, whose response must have expect_status when that is given."""
+    from django.core.signals import request_finished, request_started
+    from django.db import close_old_connections, connection, reset_queries
+    from django.test.utils import CaptureQueriesContext
+
+    # As in tests: keep the query log and the connection across requests while counting.
+    request_started.disconnect(reset_queries)
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+
+    with CaptureQueriesContext(connection) as ctx:
+        response = fn()
+    if expect_status is not None:
+        assert response.status_code == expect_status, response.status_code
+    samples = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        samples.append(1000 * (time.perf_counter() - t))
+    samples.sort()
+    return (
+        statistics.median(samples),
+        samples[int(0.95 * (len(samples) - 1))],
+        len(ctx.captured_queries),
+    )
+
+
+class Loader:
+    """COPY rows into a model's table; columns not given take the model's default (or now
+    for auto_now fields, NULL for nullable ones), so new columns do not break the bench."""
+
+    def __init__(self, model, now):
+        from django.db import models
+
+        self.table = model._meta.db_table
+        self.fields = list(model._meta.concrete_fields)
+        self.json = {f.attname for f in self.fields if isinstance(f, models.JSONField)}
+        self.defaults = {}
+        for f in self.fields:
+            if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False):
+                self.defaults[f.attname] = now
+            elif f.has_default():
+                self.defaults[f.attname] = f.get_default()
+            elif f.null:
+                self.defaults[f.attname] = None
+            elif f.blank and isinstance(f, models.CharField | models.TextField):
+                self.defaults[f.attname] = ""
+        self.columns = ", ".join(f'"{f.column}"' for f in self.fields)
+        self.attnames = [f.attname for f in self.fields]
+
+    def copy(self, cursor, rows) -> int:
+        """COPY the rows (dicts by attname); the number copied."""
+        n = 0
+        with cursor.copy(f'COPY "{self.table}" ({self.columns}) FROM STDIN') as copy:
+            for row in rows:
+                values = []
+                for a in self.attnames:
+                    v = row[a] if a in row else self.defaults[a]
+                    if a in self.json and v is not None:
+                        v = json.dumps(v, ensure_ascii=False)
+                    values.append(v)
+                copy.write_row(values)
+                n += 1
+        return n
 
 
 @dataclass

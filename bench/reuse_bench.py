@@ -32,9 +32,12 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import perfkit
+
+ROOT = perfkit.ROOT
 IDS_PER_FLOW = 5
 DOCUMENT_TYPES = ("INVOICE", "IMEI_CLOSEUP_IMAGE", "AADHAAR", "PAN")
 
@@ -47,7 +50,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--small", action="store_true", help="a smoke run: 2k flows")
     parser.add_argument(
         "--database-url",
-        default=os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        default=os.getenv("DATABASE_URL", perfkit.DEFAULT_SERVER),
         help="any database on the target server; only its server is used",
     )
     parser.add_argument("--db-name", default="atlas_bench")
@@ -59,22 +62,6 @@ def parse_args(argv=None) -> argparse.Namespace:
         args.lookups = min(args.lookups, 100)
         args.reference_lookups = min(args.reference_lookups, 10)
     return args
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
-def ensure_database(server_url: str, name: str) -> None:
-    import psycopg
-
-    if not name.replace("_", "").isalnum():
-        raise SystemExit(f"unsafe database name {name!r}")
-    with psycopg.connect(with_database(server_url, "postgres"), autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            conn.execute(f'CREATE DATABASE "{name}"')
-            print(f"created database {name}")
 
 
 def setup_django(url: str) -> None:
@@ -237,12 +224,6 @@ def populate(conn, flows: int, seed: int) -> None:
 # --- measuring -------------------------------------------------------------------------------
 
 
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    k = max(0, min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1))))
-    return ordered[k]
-
-
 def time_lookups(flows, find_reuse) -> tuple[list[float], int]:
     times, with_alerts = [], 0
     for flow in flows:
@@ -256,7 +237,7 @@ def time_lookups(flows, find_reuse) -> tuple[list[float], int]:
 def summary(label: str, times: list[float], with_alerts: int) -> str:
     return (
         f"{label:<34} n={len(times):<5} p50={statistics.median(times):8.2f} ms  "
-        f"p95={percentile(times, 95):8.2f} ms  max={max(times):8.2f} ms  "
+        f"p95={perfkit.pct(times, 95):8.2f} ms  max={max(times):8.2f} ms  "
         f"({with_alerts} with reuse)"
     )
 
@@ -270,8 +251,7 @@ def explain(flow) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    url = with_database(args.database_url, args.db_name)
-    ensure_database(args.database_url, args.db_name)
+    url = perfkit.ensure_database(args.database_url, args.db_name, fresh=False, announce=print)
     setup_django(url)
 
     from django.core.management import call_command

@@ -24,13 +24,15 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import perfkit
+
+ROOT = perfkit.ROOT
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -40,7 +42,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--small", action="store_true", help="a smoke run: 1k flows")
     parser.add_argument(
         "--database-url",
-        default=os.getenv("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"),
+        default=os.getenv("DATABASE_URL", perfkit.DEFAULT_SERVER),
     )
     parser.add_argument("--db-name", default="review_bench")
     parser.add_argument("--repopulate", action="store_true")
@@ -58,15 +60,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def setup_django(args) -> None:
-    import psycopg
-
-    parts = urlsplit(args.database_url)
-    server = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(server, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [args.db_name])
-        if exists.fetchone() is None:
-            conn.execute(f'CREATE DATABASE "{args.db_name}"')
-    os.environ["DATABASE_URL"] = urlunsplit(parts._replace(path=f"/{args.db_name}"))
+    url = perfkit.ensure_database(args.database_url, args.db_name, fresh=False)
+    os.environ["DATABASE_URL"] = url
     os.environ.setdefault("SECRET_KEY", "bench-only-secret-key-0123456789-abcdefghij")
     os.environ.update(
         DEBUG="False", TESTING="True", SECURE_SSL_REDIRECT="False", SECURE_COOKIES="False",
@@ -219,32 +214,6 @@ def inflate(k: int) -> None:
     print(f"inflated the review items {k + 1}x in {time.perf_counter() - started:.0f}s")
 
 
-def timed(fn, runs: int) -> tuple[float, float, int]:
-    """(p50 ms, p95 ms, queries) of fn() over runs calls."""
-    from django.core.signals import request_finished, request_started
-    from django.db import close_old_connections, connection, reset_queries
-    from django.test.utils import CaptureQueriesContext
-
-    # As in tests: keep the query log and the connection across requests while counting.
-    request_started.disconnect(reset_queries)
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-
-    with CaptureQueriesContext(connection) as ctx:
-        fn()
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append(1000 * (time.perf_counter() - t))
-    samples.sort()
-    return (
-        statistics.median(samples),
-        samples[int(0.95 * (len(samples) - 1))],
-        len(ctx.captured_queries),
-    )
-
-
 def measure(args) -> None:
     from django.contrib.auth.models import Group, User
     from django.db import connection
@@ -285,11 +254,11 @@ def measure(args) -> None:
     print(f"\n{'page':48} {'queries':>7} {'p50 ms':>8} {'p95 ms':>8}")
     for label, fn in pages:
         assert fn().status_code == 200, label
-        p50, p95, n = timed(fn, args.runs)
+        p50, p95, n = perfkit.timed(fn, args.runs)
         print(f"{label:48} {n:7d} {p50:8.1f} {p95:8.1f}")
 
     it = iter(flow_ids)
-    p50, p95, n = timed(lambda: client.get(f"/review/flows/{next(it)}/"), args.runs)
+    p50, p95, n = perfkit.timed(lambda: client.get(f"/review/flows/{next(it)}/"), args.runs)
     print(f"{'flow review page (claims the flow)':48} {n:7d} {p50:8.1f} {p95:8.1f}")
 
     mine = [f for f in flow_ids if FlowReview.objects.filter(pk=f, claimed_by=user).exists()]
@@ -302,7 +271,7 @@ def measure(args) -> None:
         response = client.post(f"/review/flows/{flow_id}/items/{item_id}/decide/", {"action": "accept"}, HTTP_HX_REQUEST="true")  # fmt: skip
         assert response.status_code == 200, response.content[:300]
 
-    p50, p95, n = timed(decide, min(args.runs, 20))
+    p50, p95, n = perfkit.timed(decide, min(args.runs, 20))
     print(f"{'decide (htmx POST, redraws the item)':48} {n:7d} {p50:8.1f} {p95:8.1f}")
 
     print("\nEXPLAIN ANALYZE, queue rows (first page, then deep page):")

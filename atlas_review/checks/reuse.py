@@ -17,11 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, Q, QuerySet
 from django.db.models.fields.tuple_lookups import Tuple, TupleIn
 from django.urls import reverse
 from django.utils import timezone
 
+from atlas_review.flows import bulk
 from atlas_review.flows.models import ExtractedField, Flow
 
 from .masking import mask_identifier
@@ -181,6 +183,88 @@ def record_and_find(
         if not (flow.application_id and application_id == flow.application_id)
     ]
     return mine, _reuses(mine, rows, days)
+
+
+def record_and_find_new(
+    flows_fields: list[tuple[Flow, list]], *, now: datetime, window_days: int | None = None
+) -> dict[int, tuple[Mine, list[Reuse]]]:
+    """record_and_find for flows with no sightings yet (their first results), all at once:
+    their sightings written by COPY, then one query for every sighting of their identifiers,
+    theirs included, so two of these flows sharing an identifier find each other. Returns
+    flow id -> (its identifiers, its reuse), as record_and_find does for one flow."""
+    days = default_window_days() if window_days is None else window_days
+    rows, mine_of = [], {}
+    for flow, fields in flows_fields:
+        mine: Mine = {}
+        for field_id, kind, value in sorted(identifiers_of(fields)):
+            rows.append((kind, value, now, field_id, flow.pk))
+            mine.setdefault((kind, value), []).append((field_id, now))
+        mine_of[flow.pk] = mine
+    bulk.copy(IdentifierSighting, ("kind", "value", "seen_at", "field_id", "flow_id"), rows)
+    found = _find_many([(flow, mine_of[flow.pk]) for flow, _fields in flows_fields], days)
+    return {pk: (mine_of[pk], reused) for pk, reused in found.items()}
+
+
+def _find_many(flows_mine: list[tuple[Flow, Mine]], days: int) -> dict[int, list[Reuse]]:
+    """find_reuse for many flows and their identifiers, with one query for all of them:
+    every sighting of any of their identifiers (one probe of sighting_kind_value_idx per
+    identifier), then each flow keeps the other flows' within its window."""
+    found: dict[int, list[Reuse]] = {flow.pk: [] for flow, _mine in flows_mine}
+    pairs = sorted({key for _flow, mine in flows_mine for key in mine})
+    if not pairs:
+        return found
+    since = min(flow.created_at for flow, _mine in flows_mine) - timedelta(days=days)
+    if bulk.supported():
+        kinds, values = zip(*pairs, strict=True)
+        with connection.cursor() as cursor:
+            # Arrays, not a row IN list: compiling hundreds of pairs cost more than the query.
+            cursor.execute(
+                "SELECT s.kind, s.value, s.flow_id, s.field_id, s.seen_at, f.application_id"
+                " FROM checks_identifiersighting s JOIN flows_flow f ON f.id = s.flow_id"
+                " JOIN unnest(%s::text[], %s::text[]) AS wanted(kind, value)"
+                "   ON s.kind = wanted.kind AND s.value = wanted.value"
+                " WHERE s.seen_at >= %s",
+                [list(kinds), list(values), since],
+            )
+            rows = cursor.fetchall()
+    else:
+        rows = IdentifierSighting.objects.filter(
+            TupleIn(Tuple(F("kind"), F("value")), pairs), seen_at__gte=since
+        ).values_list("kind", "value", "flow_id", "field_id", "seen_at", "flow__application_id")
+    sightings = sorted(rows, key=lambda r: (r[0], r[1], r[2], r[3]))
+    by_identifier: dict[tuple[str, str], list] = {}
+    for row in sightings:
+        by_identifier.setdefault((row[0], row[1]), []).append(row)
+    for flow, mine in flows_mine:
+        # As record_and_find: nothing older than the flow minus the window can be within
+        # the window of one of its own sightings; never itself, nor its own application.
+        since = flow.created_at - timedelta(days=days)
+        others = [
+            row
+            for key in sorted(mine)
+            for row in by_identifier.get(key, ())
+            if row[2] != flow.pk
+            and row[4] >= since
+            and not (flow.application_id and row[5] == flow.application_id)
+        ]
+        found[flow.pk] = _reuses(mine, others, days)
+    return found
+
+
+def reuse_alerts_for_flows(
+    flows: list[Flow], window_days: int | None = None
+) -> dict[int, list[ReuseAlert]]:
+    """reuse_alerts_for_flow for many flows: two queries (their sightings, then every
+    sighting of those identifiers)."""
+    days = default_window_days() if window_days is None else window_days
+    mine_of: dict[int, Mine] = {flow.pk: {} for flow in flows}
+    rows = IdentifierSighting.objects.filter(flow_id__in=list(mine_of)).values_list(
+        "flow_id", "kind", "value", "field_id", "seen_at"
+    )
+    for flow_id, kind, value, field_id, seen_at in rows:
+        mine_of[flow_id].setdefault((kind, value), []).append((field_id, seen_at))
+    found = _find_many([(flow, mine_of[flow.pk]) for flow in flows], days)
+    return {pk: alerts_of(reused) for pk, reused in found.items()}
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
+from atlas_review.flows import bulk
 from atlas_review.flows.models import ExtractedField, Flow, Upload
 
 from . import reuse
@@ -41,23 +42,27 @@ def load_config() -> ChecksConfig:
     return {key: tuple(codes) for key, codes in config.items()}
 
 
+def _outcomes(fields, config: ChecksConfig, today: date | None):
+    """(field, check code, CheckResult) for each applicable check on these fields."""
+    for f in fields:
+        for code in config.get((f.document_type, f.name), ()):
+            outcome = run_check(code, f.value, today=today)
+            if outcome.applicable:
+                yield f, code, outcome
+
+
 def evaluate_fields(
     fields: Iterable[ExtractedField], config: ChecksConfig, *, today: date | None = None
 ) -> list[FieldCheckResult]:
     """Unsaved results for the applicable checks (pure: no query)."""
     now = timezone.now()
-    results = []
-    for f in fields:
-        for code in config.get((f.document_type, f.name), ()):
-            outcome = run_check(code, f.value, today=today)
-            if outcome.applicable:
-                results.append(
-                    FieldCheckResult(
-                        field=f, check_code=code, passed=outcome.passed,
-                        reason=outcome.reason[:300], checked_at=now,
-                    )
-                )  # fmt: skip
-    return results
+    return [
+        FieldCheckResult(
+            field_id=f.pk, check_code=code, passed=outcome.passed,
+            reason=outcome.reason[:300], checked_at=now,
+        )
+        for f, code, outcome in _outcomes(fields, config, today)
+    ]  # fmt: skip
 
 
 def _store(stored, wanted: list[FieldCheckResult]) -> list[FieldCheckResult]:
@@ -145,28 +150,35 @@ def failed_checks_for_flow(flow: Flow | int) -> list[FailedCheck]:
     """The failed checks on the flow's current fields, one query. For the review queue:
     one item per field (key "field:<field_id>"), the reason naming the check."""
     flow_id = flow if isinstance(flow, int) else flow.pk
+    return failed_checks_for_flows([flow_id]).get(flow_id, [])
+
+
+def failed_checks_for_flows(flow_ids: list[int]) -> dict[int, list[FailedCheck]]:
+    """failed_checks_for_flow for many flows, one query: flow id -> its failed checks."""
     rows = (
         FieldCheckResult.objects.filter(
-            field__flow_id=flow_id, field__withdrawn_at__isnull=True, passed=False
+            field__flow_id__in=flow_ids, field__withdrawn_at__isnull=True, passed=False
         )
         .order_by("field__document_id", "field__position", "check_code")
         .values_list(
-            "field_id", "field__document_id", "field__document_type", "field__name",
-            "check_code", "reason",
+            "field__flow_id", "field_id", "field__document_id", "field__document_type",
+            "field__name", "check_code", "reason",
         )
     )  # fmt: skip
-    return [
-        FailedCheck(
-            field_id=field_id,
-            document_id=document_id,
-            document_type=document_type,
-            field_name=name,
-            check_code=code,
-            label=CHECKS[code].label if code in CHECKS else code,
-            reason=reason,
+    found: dict[int, list[FailedCheck]] = {}
+    for flow_id, field_id, document_id, document_type, name, code, reason in rows:
+        found.setdefault(flow_id, []).append(
+            FailedCheck(
+                field_id=field_id,
+                document_id=document_id,
+                document_type=document_type,
+                field_name=name,
+                check_code=code,
+                label=CHECKS[code].label if code in CHECKS else code,
+                reason=reason,
+            )
         )
-        for field_id, document_id, document_type, name, code, reason in rows
-    ]
+    return found
 
 
 def recheck_all(chunk_size: int = 2000) -> int:
@@ -204,7 +216,7 @@ class CheckedFlow:
 
     flow_id: int
     fields: list[ExtractedField]
-    results: list[FieldCheckResult]
+    results: list  # FieldCheckResult rows, or NewResult for first results
     identifiers: reuse.Mine
     reuse: list[reuse.Reuse]  # its identifiers in other flows, within the window
 
@@ -236,6 +248,51 @@ def check_flow(flow: Flow) -> CheckedFlow:
     results = run_checks_for_flow(flow, fields=fields)
     identifiers, reused = reuse.record_and_find(flow, fields=fields)
     return CheckedFlow(flow.pk, fields, results, identifiers, reused)
+
+
+def check_first_deliveries(deliveries) -> list[CheckedFlow]:
+    """check_flow for flows whose first results were just written (flows.ingest
+    .results_created): nothing of theirs is stored here yet, so every result and sighting is
+    new and all of them are written by COPY, and their identifiers are looked up in other
+    flows with one query for the batch (after their own sightings are written, so two new
+    flows sharing an identifier find each other). Each CheckedFlow is also left on its
+    delivery's Changes for the review flagging."""
+    config, now, today = load_config(), timezone.now(), timezone.localdate()
+    per_flow, result_rows = [], []
+    for delivery in deliveries:
+        results = [
+            NewResult(f.pk, code, outcome.passed, outcome.reason[:300])
+            for f, code, outcome in _outcomes(delivery.fields, config, today)
+        ]
+        result_rows.extend((r.field_id, r.check_code, r.passed, r.reason, now) for r in results)
+        per_flow.append(results)
+    bulk.copy(FieldCheckResult, _RESULT_COLUMNS, result_rows)
+    found = reuse.record_and_find_new([(d.flow, d.fields) for d in deliveries], now=now)
+    states = []
+    for delivery, results in zip(deliveries, per_flow, strict=True):
+        mine, reused = found[delivery.flow.pk]
+        state = CheckedFlow(delivery.flow.pk, delivery.fields, results, mine, reused)
+        setattr(delivery.changes, _HANDOFF, state)
+        states.append(state)
+    return states
+
+
+_RESULT_COLUMNS = ("field_id", "check_code", "passed", "reason", "checked_at")
+
+
+@dataclass(frozen=True, slots=True)
+class NewResult:
+    """A check result written by check_first_deliveries, as CheckedFlow reads results."""
+
+    field_id: int
+    check_code: str
+    passed: bool
+    reason: str
+
+
+def on_results_created(sender, deliveries=(), **kwargs) -> None:
+    """flows.ingest.results_created: first results, inside the ingest transaction."""
+    check_first_deliveries(deliveries)
 
 
 def on_results_applied(sender, flow=None, batch=None, changes=None, **kwargs) -> None:

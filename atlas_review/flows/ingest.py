@@ -7,8 +7,13 @@ payload's content hash is compared with the last one applied, and an identical p
 writes nothing. Deliveries older than what was applied (by `as_of`) are ignored.
 
 `apply_many` applies many v3 payloads in one transaction with one query per table for all
-of them (bulk paths: backfills, a sweeper catching up); it plans every flow exactly as
-`apply_callback_data` does, so the rows, Changes and outcomes are the same.
+of them (bulk paths: the journal draining a backlog of callbacks); it plans every flow
+exactly as `apply_callback_data` does, so the rows, Changes and outcomes are the same.
+
+A flow's first results (nothing of it stored yet: nothing to diff) are written set-based
+on PostgreSQL (flows.bulk: ids in one query, rows by COPY) and announced once per batch by
+`results_created`, whose receivers (checks, review) derive their rows the same way; every
+other delivery goes through the diff and `results_applied`, one flow at a time.
 """
 
 from __future__ import annotations
@@ -23,11 +28,17 @@ from django.utils import timezone
 
 from atlas_review.atlas.payloads import BatchPage, CallbackData, OcrDocument, documents_hash
 
+from . import bulk
 from .models import CrossCheck, Document, ExtractedField, Flow, SyncState, Upload
 
 # Sent inside the ingest transaction after a flow's (or batch's) rows changed.
-# kwargs: flow (or None), batch (or None), changes (Changes). The review app listens.
+# kwargs: flow (or None), batch (or None), changes (Changes). The checks and review apps
+# listen (in INSTALLED_APPS order: checks first).
 results_applied = Signal()
+# Sent once per apply_many round, inside its transaction, for the flows whose first results
+# were just written set-based: kwargs deliveries (list[FirstDelivery]). Receivers must
+# handle every delivery: these flows get no results_applied.
+results_created = Signal()
 
 APPLIED, DUPLICATE, STALE = "applied", "duplicate", "stale"
 
@@ -49,6 +60,54 @@ class Changes:
     @property
     def total(self) -> int:
         return self.created + self.updated + self.withdrawn
+
+
+@dataclass(slots=True)
+class NewDocument:
+    """A document row written by a first delivery, as the receivers read it (the same
+    attribute names as the model, without a model instance per row)."""
+
+    pk: int
+    flow_id: int
+    key: str
+    position: int
+    document_type: str
+    error_code: str
+    error_reason: str
+
+
+@dataclass(slots=True)
+class NewField:
+    pk: int
+    document_id: int
+    flow_id: int
+    document_type: str
+    name: str
+    position: int
+    value: object
+    confidence: float | None
+
+
+@dataclass(slots=True)
+class NewCrossCheck:
+    pk: int
+    flow_id: int
+    key: str
+    name: str
+    source_value: object
+    target_value: object
+    similarity: float | None
+
+
+@dataclass
+class FirstDelivery:
+    """A flow whose first results were just written, and the rows written."""
+
+    flow: Flow
+    changes: Changes
+    documents: list[NewDocument]
+    fields: list[NewField]
+    checks: list[NewCrossCheck]
 
 
 @dataclass
@@ -98,10 +157,14 @@ def apply_many(
         by_index: dict[int, IngestResult] = {}
         for indexes in rounds:
             items = [(i, payloads[i], flows[payloads[i].flow_uuid]) for i in indexes]
-            _apply_round(items, as_of, source, by_index)
+            created = _apply_round(items, as_of, source, by_index)
+            if created:
+                # First: a receiver of a re-delivery below may look at these flows' rows.
+                results_created.send(sender=Flow, deliveries=created)
+            first = {id(d.flow) for d in created}
             for i in indexes:
                 result = by_index[i]
-                if result.outcome == APPLIED:
+                if result.outcome == APPLIED and id(result.flow) not in first:
                     results_applied.send(
                         sender=Flow, flow=result.flow, batch=None, changes=result.changes
                     )
@@ -109,8 +172,11 @@ def apply_many(
     return results
 
 
-def _apply_round(items, as_of: datetime, source: str, out: dict[int, IngestResult]) -> None:
-    """Apply payloads for distinct, locked flows: one read and one write per table."""
+def _apply_round(
+    items, as_of: datetime, source: str, out: dict[int, IngestResult]
+) -> list[FirstDelivery]:
+    """Apply payloads for distinct, locked flows: one read and one write per table. Returns
+    the first deliveries written set-based (the others are planned and diffed)."""
     todo = []
     for i, data, flow in items:
         digest = data.content_hash()
@@ -121,7 +187,7 @@ def _apply_round(items, as_of: datetime, source: str, out: dict[int, IngestResul
         else:
             todo.append((i, data, flow, digest))
     if not todo:
-        return
+        return []
     now = timezone.now()
     flow_ids = [flow.pk for _i, _d, flow, _h in todo]
     uploads: dict[int, list[Upload]] = {pk: [] for pk in flow_ids}
@@ -129,8 +195,18 @@ def _apply_round(items, as_of: datetime, source: str, out: dict[int, IngestResul
         uploads[upload.flow_id].append(upload)
     docs = _Existing(Document.objects.filter(flow_id__in=flow_ids), "flow_id")
     checks = _Existing(CrossCheck.objects.filter(flow_id__in=flow_ids), "flow_id")
+    fresh = []
+    if bulk.supported():
+        # Nothing stored for the flow: nothing to diff, every row is new.
+        stored = {pk for pk in flow_ids if docs.of(pk) or checks.of(pk)}
+        fresh = [t for t in todo if t[2].pk not in stored]
+        todo = [t for t in todo if t[2].pk in stored]
+    created = _write_first_results(fresh, uploads, now) if fresh else []
     writes = _Writes()
-    plans = []
+    plans = [
+        (i, flow, digest, delivery.changes, None)
+        for (i, _data, flow, digest), delivery in zip(fresh, created, strict=True)
+    ]
     for i, data, flow, digest in todo:
         changes = Changes()
         file_urls = _file_urls(uploads[flow.pk], fallback=flow.requested_files)
@@ -140,9 +216,10 @@ def _apply_round(items, as_of: datetime, source: str, out: dict[int, IngestResul
         _plan_cross_checks(flow, data, checks.of(flow.pk), now, changes, writes)
         plans.append((i, flow, digest, changes, plan))
     writes.save_documents()
-    fields = _existing_fields([pk for *_x, plan in plans for pk in plan.old_doc_ids])
+    fields = _existing_fields([pk for *_x, plan in plans if plan for pk in plan.old_doc_ids])
     for _i, flow, _digest, changes, plan in plans:
-        _plan_fields(flow, plan, fields, now, changes, writes)
+        if plan is not None:
+            _plan_fields(flow, plan, fields, now, changes, writes)
     writes.save_fields_and_checks()
 
     for i, flow, digest, changes, _plan in plans:
@@ -163,7 +240,86 @@ def _apply_round(items, as_of: datetime, source: str, out: dict[int, IngestResul
             flow.updated_at = now
         # One UPDATE for the batch. No post_save: its only receiver (review.on_flow_saved)
         # acts on failed syncs, and a flow with results is DONE.
-        Flow.objects.bulk_update([p[1] for p in plans], _FLOW_RESULT_ATTRS)
+        flows = [p[1] for p in plans]
+        if bulk.supported():
+            bulk.update(Flow, flows, _FLOW_RESULT_ATTRS)
+        else:
+            Flow.objects.bulk_update(flows, _FLOW_RESULT_ATTRS)
+    return created
+
+
+_DOCUMENT_COLUMNS = (
+    "id", "flow_id", "key", "position", "document_id", "file_uuid", "batch_id", "file_url",
+    "document_type", "error_code", "error_reason", "extra", "created_at", "updated_at",
+)  # fmt: skip
+_FIELD_COLUMNS = (
+    "id", "document_id", "flow_id", "document_type", "name", "position", "value", "confidence",
+    "updated_at",
+)  # fmt: skip
+_CHECK_COLUMNS = (
+    "id", "flow_id", "key", "position", "name", "source_doc", "source_field_name",
+    "source_value", "target_doc", "target_field_name", "target_value", "similarity", "extra",
+    "updated_at",
+)  # fmt: skip
+
+
+def _write_first_results(fresh, uploads, now) -> list[FirstDelivery]:
+    """Write the rows of flows that have none yet: ids in one query, each table one COPY.
+    The same rows as the planned path would create (keys, positions, file URLs)."""
+    jsonb = bulk.jsonb
+    counts = {Document: 0, ExtractedField: 0, CrossCheck: 0}
+    for _i, data, _flow, _digest in fresh:
+        counts[Document] += len(data.documents)
+        counts[ExtractedField] += sum(len(d.fields) for d in data.documents)
+        counts[CrossCheck] += len(data.cross_checks)
+    ids = bulk.allocate_ids({model: n for model, n in counts.items() if n})
+    doc_ids = iter(ids.get(Document, ()))
+    field_ids = iter(ids.get(ExtractedField, ()))
+    check_ids = iter(ids.get(CrossCheck, ()))
+    doc_rows, field_rows, check_rows, created = [], [], [], []
+    for _i, data, flow, _digest in fresh:
+        flow_id = flow.pk
+        urls = _file_urls(uploads[flow_id], fallback=flow.requested_files)
+        documents, fields, checks = [], [], []
+        for key, doc in zip(_document_keys(data.documents), data.documents, strict=True):
+            pk = next(doc_ids)
+            dtype = doc.document_type
+            url = urls.get((doc.batch_id, doc.document_id)) or urls.get(("", doc.document_id), "")
+            doc_rows.append((
+                pk, flow_id, key, doc.position, doc.document_id, doc.file_uuid, doc.batch_id,
+                url, dtype, doc.error_code, doc.error_reason, jsonb(doc.extra), now, now,
+            ))  # fmt: skip
+            documents.append(
+                NewDocument(pk, flow_id, key, doc.position, dtype, doc.error_code, doc.error_reason)
+            )
+            for position, item in enumerate(doc.fields):
+                field_pk = next(field_ids)
+                field_rows.append((
+                    field_pk, pk, flow_id, dtype, item.name, position, jsonb(item.value),
+                    item.confidence, now,
+                ))  # fmt: skip
+                fields.append(
+                    NewField(field_pk, pk, flow_id, dtype, item.name, position, item.value,
+                             item.confidence)
+                )  # fmt: skip
+        for key, c in zip(_check_keys(data.cross_checks), data.cross_checks, strict=True):
+            pk = next(check_ids)
+            check_rows.append((
+                pk, flow_id, key, c.position, c.name, c.source_doc, c.source_field_name,
+                jsonb(c.source_value), c.target_doc, c.target_field_name, jsonb(c.target_value),
+                c.similarity, jsonb(c.extra), now,
+            ))  # fmt: skip
+            checks.append(
+                NewCrossCheck(
+                    pk, flow_id, key, c.name, c.source_value, c.target_value, c.similarity
+                )
+            )
+        changes = Changes(created=len(documents) + len(fields) + len(checks))
+        created.append(FirstDelivery(flow, changes, documents, fields, checks))
+    bulk.copy(Document, _DOCUMENT_COLUMNS, doc_rows)
+    bulk.copy(ExtractedField, _FIELD_COLUMNS, field_rows)
+    bulk.copy(CrossCheck, _CHECK_COLUMNS, check_rows)
+    return created
 
 
 _FLOW_RESULT_ATTRS = (

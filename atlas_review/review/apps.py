@@ -13,7 +13,7 @@ class ReviewConfig(AppConfig):
     label = "review"
 
     def ready(self) -> None:
-        from atlas_review.flows.ingest import results_applied
+        from atlas_review.flows.ingest import results_applied, results_created
         from atlas_review.flows.models import Flow
 
         from . import flagging
@@ -23,4 +23,5 @@ class ReviewConfig(AppConfig):
         post_migrate.connect(_sync_roles, dispatch_uid="review.sync_roles")
         # The queue follows Atlas's data inside the ingest transaction.
         results_applied.connect(flagging.on_results_applied, dispatch_uid="review.flag_flow")
+        results_created.connect(flagging.on_results_created, dispatch_uid="review.flag_first")
         post_save.connect(flagging.on_flow_saved, sender=Flow, dispatch_uid="review.sync_failed")

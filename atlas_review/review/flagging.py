@@ -33,12 +33,18 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from atlas_review.checks import reuse as checks_reuse
 from atlas_review.checks.masking import shown
-from atlas_review.checks.services import FailedCheck, checked_state, failed_checks_for_flow
+from atlas_review.checks.services import (
+    FailedCheck,
+    checked_state,
+    failed_checks_for_flow,
+    failed_checks_for_flows,
+)
+from atlas_review.flows import bulk
 from atlas_review.flows.models import (
     CrossCheck,
     Document,
@@ -369,6 +375,23 @@ def load(flow: Flow, config: Config, changes=None) -> FlowData:
     )
 
 
+def load_many(flows: list[Flow], config: Config) -> dict[int, FlowData]:
+    """load() for many flows: each table read once for all of them (6 queries)."""
+    ids = [f.pk for f in flows]
+    data = {f.pk: FlowData(flow=f, config=config) for f in flows}
+    for doc in Document.objects.current().filter(flow_id__in=ids):
+        data[doc.flow_id].documents.append(doc)
+    for f in ExtractedField.objects.current().filter(flow_id__in=ids):
+        data[f.flow_id].fields.append(f)
+    for check in CrossCheck.objects.current().filter(flow_id__in=ids):
+        data[check.flow_id].checks.append(check)
+    for flow_id, failed in failed_checks_for_flows(ids).items():
+        data[flow_id].failed_checks = failed
+    for flow_id, alerts in checks_reuse.reuse_alerts_for_flows(flows).items():
+        data[flow_id].reuse = alerts
+    return data
+
+
 @dataclass
 class FlagResult:
     created: int = 0
@@ -386,9 +409,8 @@ _ITEM_ATTRS = (
 )  # fmt: skip
 
 
-def _apply(item: ReviewItem, flag: Flag, product_type: str) -> bool:
-    """Copy a flag onto an item; True if anything changed."""
-    values = {
+def _item_values(flag: Flag, product_type: str) -> dict:
+    return {
         "kind": flag.kind,
         "queue": QUEUE_OF_KIND[flag.kind],
         "rule": flag.rule,
@@ -403,10 +425,25 @@ def _apply(item: ReviewItem, flag: Flag, product_type: str) -> bool:
         "name": flag.name,
         "product_type": product_type,
     }
+
+
+def _apply(item: ReviewItem, flag: Flag, product_type: str) -> bool:
+    """Copy a flag onto an item; True if anything changed."""
+    values = _item_values(flag, product_type)
     changed = any(getattr(item, k) != v for k, v in values.items())
     for k, v in values.items():
         setattr(item, k, v)
     return changed
+
+
+def _qa_flag(flow: Flow, config: Config) -> Flag | None:
+    """The QA sample item of a flow nothing else flagged, if the flow is in the sample."""
+    if flow.sync_state != SyncState.DONE or not in_qa_sample(flow, config.qa_percent):
+        return None
+    return Flag(
+        key="qa", kind=Kind.QA_SAMPLE, rule=QA, priority=Priority.LOW,
+        reason=f"QA sample ({config.qa_percent:g}% of flows nothing flagged)",
+    )  # fmt: skip
 
 
 class _Index:
@@ -484,7 +521,6 @@ def flag_flow(
     Two ingests that change the same pair of flows at the same moment could lock the two
     rows in opposite orders; PostgreSQL then aborts one and the journal retries it."""
     config = config or Config.load()
-    result = FlagResult()
     now = timezone.now()
     # No savepoint: inside ingest an error rolls the whole delivery back anyway.
     with transaction.atomic(savepoint=False):
@@ -494,110 +530,171 @@ def flag_flow(
         )
         review, created = _lock_review(flow, likely_new=bool(likely_new))
         data = load(flow, config, changes)
-        wanted = evaluate(data)
-        items = {} if created else {i.key: i for i in ReviewItem.objects.filter(flow=flow)}
-        linked_before = _partners(k for k, i in items.items() if i.status != ItemStatus.CLEARED)
-        linked_now = _partners(wanted)
+        items = [] if created else list(ReviewItem.objects.filter(flow=flow))
         # Only decided items need their decision (none on a first delivery: no query).
         decisions = (
-            {
-                d.item_id: d
-                for d in Decision.objects.filter(flow=flow, superseded=False).select_related("item")
-            }
-            if any(i.status == ItemStatus.DECIDED for i in items.values())
-            else {}
+            Decision.objects.filter(flow=flow, superseded=False).select_related("item")
+            if any(i.status == ItemStatus.DECIDED for i in items)
+            else []
         )
-        if (
-            not wanted
-            and not any(i.kind != Kind.QA_SAMPLE for i in items.values())
-            and flow.sync_state == SyncState.DONE
-            and in_qa_sample(flow, config.qa_percent)
-        ):
-            wanted["qa"] = Flag(
-                key="qa", kind=Kind.QA_SAMPLE, rule=QA, priority=Priority.LOW,
-                reason=f"QA sample ({config.qa_percent:g}% of flows nothing flagged)",
-            )  # fmt: skip
+        writes = _ItemWrites()
+        result = _reconcile(review, data, items, {d.item_id: d for d in decisions}, now, writes)
+        writes.save(now)
+        if propagate and result.partners:
+            flag_flows(Flow.objects.filter(pk__in=result.partners), config=config)
+    return result
 
-        index = _Index(data)
-        to_create, to_update, events, superseded_ids = [], [], [], []
-        for key, item in items.items():
-            flag = wanted.pop(key, None)
-            if item.status == ItemStatus.DECIDED:
-                decision = decisions.get(item.pk)
-                exists, value = current_snapshot(item, data, index)
-                if decision is None or (exists and value == decision.atlas_value):
-                    continue
-                superseded_ids.append(decision.pk)
-                events.append(_superseded_event(decision, item, value, now, _check_of(item, index)))
-                result.superseded += 1
-                if exists:
-                    note = "Atlas changed the value after it was decided"
-                    flag = (
-                        replace(flag, reason=f"{note}; {flag.reason}", priority=Priority.HIGH)
-                        if flag
-                        else replace(
-                            _flag_of(item), rule=CHANGED, reason=note, priority=Priority.HIGH
-                        )
-                    )
-                    _apply(item, flag, flow.product_type)
-                    item.status = ItemStatus.OPEN
-                else:
-                    item.status = ItemStatus.CLEARED
-            elif item.status == ItemStatus.CLOSED:
-                continue  # a flow-level item settled by an outcome
-            elif flag is not None:
-                changed = _apply(item, flag, flow.product_type)
-                if item.status == ItemStatus.CLEARED:
-                    item.status = ItemStatus.OPEN
-                elif not changed:
-                    continue
-                result.updated += 1
-            elif item.status == ItemStatus.OPEN:
-                item.status = ItemStatus.CLEARED
-                result.cleared += 1
-            else:
-                continue
-            item.updated_at = now
-            to_update.append(item)
 
-        for flag in wanted.values():
-            item = ReviewItem(flow=flow, key=flag.key, status=ItemStatus.OPEN, created_at=now)
-            _apply(item, flag, flow.product_type)
-            to_create.append(item)
-        result.created = len(to_create)
+def flag_flows(flows: Iterable[Flow], *, config: Config | None = None) -> dict[int, FlagResult]:
+    """flag_flow for many flows at once (no hand-off, no propagation): the flows a reuse link
+    changed on, re-flagging after thresholds change. Review rows locked in flow id order,
+    every table read once for all of them, items written with one INSERT and one UPDATE."""
+    flows = sorted(flows, key=lambda f: f.pk)
+    if not flows:
+        return {}
+    config = config or Config.load()
+    now = timezone.now()
+    ids = [f.pk for f in flows]
+    with transaction.atomic(savepoint=False):
+        reviews = {
+            r.flow_id: r
+            for r in FlowReview.objects.select_for_update().filter(flow_id__in=ids).order_by("pk")
+        }
+        for flow in flows:
+            if flow.pk not in reviews:  # rare: a flow never flagged before
+                reviews[flow.pk] = _lock_review(flow, likely_new=True)[0]
+        data = load_many(flows, config)
+        items: dict[int, list[ReviewItem]] = {pk: [] for pk in ids}
+        for item in ReviewItem.objects.filter(flow_id__in=ids):
+            items[item.flow_id].append(item)
+        decided = [
+            pk for pk, rows in items.items() if any(i.status == ItemStatus.DECIDED for i in rows)
+        ]
+        decisions = {
+            d.item_id: d
+            for d in Decision.objects.filter(flow_id__in=decided, superseded=False).select_related("item")
+        } if decided else {}  # fmt: skip
+        writes = _ItemWrites()
+        results = {
+            flow.pk: _reconcile(reviews[flow.pk], data[flow.pk], items[flow.pk], decisions, now, writes)
+            for flow in flows
+        }  # fmt: skip
+        writes.save(now)
+    return results
 
-        if superseded_ids:
-            Decision.objects.filter(pk__in=superseded_ids).update(
+
+@dataclass
+class _ItemWrites:
+    """What reconciling one or many flows writes, each table written once."""
+
+    create: list[ReviewItem] = field(default_factory=list)
+    update: list[ReviewItem] = field(default_factory=list)
+    events: list[DecisionEvent] = field(default_factory=list)
+    superseded: list[int] = field(default_factory=list)  # decision ids
+    reopened: list[int] = field(default_factory=list)  # review (flow) ids
+
+    def save(self, now) -> None:
+        if self.superseded:
+            Decision.objects.filter(pk__in=self.superseded).update(
                 superseded=True, superseded_at=now
             )
-        if to_create:
-            ReviewItem.objects.bulk_create(to_create)
-        if to_update:
-            ReviewItem.objects.bulk_update(to_update, [*_ITEM_ATTRS, "status", "updated_at"])
-
-        opened = [*to_create, *(i for i in to_update if i.status == ItemStatus.OPEN)]
-        if review.is_closed and opened:
-            events.append(
-                DecisionEvent(
-                    kind=EventKind.REOPENED,
-                    flow=flow,
-                    at=now,
-                    outcome=review.outcome,
-                    comment=_reopen_note(opened),
-                    data={"previous_outcome": review.outcome},
-                )
-            )
-            FlowReview.objects.filter(pk=review.pk).update(
+        if self.create:
+            ReviewItem.objects.bulk_create(self.create, batch_size=1000)
+        if self.update:
+            fields = [*_ITEM_ATTRS, "status", "updated_at"]
+            if bulk.supported():
+                bulk.update(ReviewItem, self.update, fields)
+            else:
+                ReviewItem.objects.bulk_update(self.update, fields, batch_size=1000)
+        if self.reopened:
+            FlowReview.objects.filter(pk__in=self.reopened).update(
                 closed_at=None, closed_by=None, outcome="", outcome_comment="", updated_at=now
             )
-            result.reopened = True
-        if events:
-            DecisionEvent.objects.bulk_create(events)
+        if self.events:
+            DecisionEvent.objects.bulk_create(self.events, batch_size=1000)
 
-        result.partners = sorted(linked_before ^ linked_now)
-        if propagate and result.partners:
-            for other in Flow.objects.filter(pk__in=result.partners).order_by("pk"):
-                flag_flow(other, config=config)
+
+def _reconcile(
+    review: FlowReview, data: FlowData, item_rows, decisions: dict, now, writes: _ItemWrites
+) -> FlagResult:
+    """Compare what the rules want for one flow with its items; add the difference to
+    `writes` (decisions whose value changed superseded, a closed flow reopened)."""
+    flow, config = data.flow, data.config
+    result = FlagResult()
+    wanted = evaluate(data)
+    items = {i.key: i for i in item_rows}
+    linked_before = _partners(k for k, i in items.items() if i.status != ItemStatus.CLEARED)
+    linked_now = _partners(wanted)
+    if not wanted and not any(i.kind != Kind.QA_SAMPLE for i in items.values()):
+        qa = _qa_flag(flow, config)
+        if qa is not None:
+            wanted["qa"] = qa
+
+    index = _Index(data)
+    to_create, to_update = [], []
+    for key, item in items.items():
+        flag = wanted.pop(key, None)
+        if item.status == ItemStatus.DECIDED:
+            decision = decisions.get(item.pk)
+            exists, value = current_snapshot(item, data, index)
+            if decision is None or (exists and value == decision.atlas_value):
+                continue
+            writes.superseded.append(decision.pk)
+            writes.events.append(
+                _superseded_event(decision, item, value, now, _check_of(item, index))
+            )
+            result.superseded += 1
+            if exists:
+                note = "Atlas changed the value after it was decided"
+                flag = (
+                    replace(flag, reason=f"{note}; {flag.reason}", priority=Priority.HIGH)
+                    if flag
+                    else replace(_flag_of(item), rule=CHANGED, reason=note, priority=Priority.HIGH)
+                )
+                _apply(item, flag, flow.product_type)
+                item.status = ItemStatus.OPEN
+            else:
+                item.status = ItemStatus.CLEARED
+        elif item.status == ItemStatus.CLOSED:
+            continue  # a flow-level item settled by an outcome
+        elif flag is not None:
+            changed = _apply(item, flag, flow.product_type)
+            if item.status == ItemStatus.CLEARED:
+                item.status = ItemStatus.OPEN
+            elif not changed:
+                continue
+            result.updated += 1
+        elif item.status == ItemStatus.OPEN:
+            item.status = ItemStatus.CLEARED
+            result.cleared += 1
+        else:
+            continue
+        item.updated_at = now
+        to_update.append(item)
+
+    for flag in wanted.values():
+        item = ReviewItem(flow=flow, key=flag.key, status=ItemStatus.OPEN, created_at=now)
+        _apply(item, flag, flow.product_type)
+        to_create.append(item)
+    result.created = len(to_create)
+    writes.create.extend(to_create)
+    writes.update.extend(to_update)
+
+    opened = [*to_create, *(i for i in to_update if i.status == ItemStatus.OPEN)]
+    if review.is_closed and opened:
+        writes.events.append(
+            DecisionEvent(
+                kind=EventKind.REOPENED,
+                flow=flow,
+                at=now,
+                outcome=review.outcome,
+                comment=_reopen_note(opened),
+                data={"previous_outcome": review.outcome},
+            )
+        )
+        writes.reopened.append(review.pk)
+        result.reopened = True
+    result.partners = sorted(linked_before ^ linked_now)
     return result
 
 
@@ -634,6 +731,73 @@ def _superseded_event(
         atlas_score=decision.atlas_score, new_value=value,
         comment=f"Atlas now says {shown_value(value)!r}; the decision was made on {shown_value(decision.atlas_value)!r}."[:2000],
     )  # fmt: skip
+
+
+_ITEM_COLUMNS = (
+    "flow_id", "key", "status", "created_at", "updated_at", "kind", "queue", "rule", "reason",
+    "score", "threshold", "priority", "field_id", "cross_check_id", "document_id",
+    "document_type", "name", "product_type",
+)  # fmt: skip
+
+
+def flag_first_deliveries(deliveries, *, config: Config | None = None) -> list[FlagResult]:
+    """flag_flow for flows whose first results were just written (flows.ingest
+    .results_created), all at once: their review rows made with one INSERT, the rules run
+    over the rows ingest and the checks receiver hand over (no read back), every item
+    written by one COPY. A flow that already had a review row (a claim or a failed sync
+    came first) may have items: it takes flag_flow. Flows outside the batch that share an
+    identifier with one of these are flagged again, as propagate does."""
+    config = config or Config.load()
+    now = timezone.now()
+    flow_ids = [d.flow.pk for d in deliveries]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO review_flowreview (flow_id, outcome, outcome_comment, created_at, updated_at)"
+            " SELECT id, '', '', %s, %s FROM unnest(%s::bigint[]) AS id"
+            " ON CONFLICT (flow_id) DO NOTHING RETURNING flow_id",
+            [now, now, flow_ids],
+        )
+        new_reviews = {row[0] for row in cursor.fetchall()}
+    rows, partners, results, later = [], set(), [], []
+    for delivery in deliveries:
+        flow = delivery.flow
+        if flow.pk not in new_reviews:
+            later.append(delivery)
+            continue
+        checked = checked_state(delivery.changes, flow)
+        data = FlowData(
+            flow=flow, config=config, documents=delivery.documents, fields=delivery.fields,
+            checks=delivery.checks,
+            failed_checks=checked.failed_checks() if checked else failed_checks_for_flow(flow),
+            reuse=(
+                checks_reuse.alerts_of(checked.reuse) if checked
+                else checks_reuse.reuse_alerts_for_flow(flow)
+            ),
+        )  # fmt: skip
+        wanted = evaluate(data)
+        if not wanted and (qa := _qa_flag(flow, config)) is not None:
+            wanted["qa"] = qa
+        for flag in wanted.values():
+            values = _item_values(flag, flow.product_type)
+            values.update(
+                flow_id=flow.pk, key=flag.key, status=ItemStatus.OPEN, created_at=now,
+                updated_at=now,
+            )  # fmt: skip
+            rows.append(tuple(values[c] for c in _ITEM_COLUMNS))
+        linked = _partners(wanted)
+        partners |= linked
+        results.append(FlagResult(created=len(wanted), partners=sorted(linked)))
+    bulk.copy(ReviewItem, _ITEM_COLUMNS, rows)
+    for delivery in later:
+        results.append(flag_flow(delivery.flow, delivery.changes, config=config, propagate=True))
+    flag_flows(Flow.objects.filter(pk__in=partners - set(flow_ids)), config=config)
+    return results
+
+
+def on_results_created(sender, deliveries=(), **kwargs) -> None:
+    """flows.ingest.results_created: first results, inside the ingest transaction; after
+    the checks app's receiver, whose hand-off it reads."""
+    flag_first_deliveries(deliveries)
 
 
 def on_results_applied(sender, flow=None, batch=None, changes=None, **kwargs) -> None:

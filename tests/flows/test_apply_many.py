@@ -4,11 +4,14 @@ them one by one, with a query count that does not grow with the batch."""
 import copy
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from atlas_review.atlas.payloads import parse_callback_data
 from atlas_review.atlas.simulator import generate_flow_result
 from atlas_review.flows import ingest
 from atlas_review.flows.models import CrossCheck, Document, ExtractedField, Flow, Upload
+from atlas_review.review.models import ReviewItem
 
 pytestmark = pytest.mark.django_db
 
@@ -91,15 +94,31 @@ def test_applying_a_batch_again_writes_nothing(db, django_assert_max_num_queries
 
 def test_the_queries_do_not_grow_with_the_batch(db, django_assert_num_queries, monkeypatch):
     # Without the receivers (other apps' work, per flow): what ingest itself sends.
-    monkeypatch.setattr(ingest.results_applied, "receivers", [])
-    monkeypatch.setattr(ingest.results_applied, "sender_receivers_cache", {})
+    for signal in (ingest.results_applied, ingest.results_created):
+        monkeypatch.setattr(signal, "receivers", [])
+        monkeypatch.setattr(signal, "sender_receivers_cache", {})
     small = [parse_callback_data(raw) for raw in make_flows(2, "S")]
     large = [parse_callback_data(raw) for raw in make_flows(12, "L")]
-    # lock, uploads, documents, cross-checks, 3 INSERTs, the flows' UPDATE, savepoint pair
-    with django_assert_num_queries(10):
+    # lock, uploads, documents, cross-checks, ids, 3 COPYs, the flows' UPDATE, savepoint pair
+    with django_assert_num_queries(11):
         ingest.apply_many(small)
-    with django_assert_num_queries(10):
+    with django_assert_num_queries(11):
         ingest.apply_many(large)
+
+
+def test_first_results_with_checks_and_flagging_take_the_same_queries_for_2_or_12_flows(
+    db, django_assert_num_queries
+):
+    small = [parse_callback_data(raw) for raw in make_flows(2, "S")]
+    large = [parse_callback_data(raw) for raw in make_flows(12, "L")]
+    with CaptureQueriesContext(connection) as first:
+        ingest.apply_many(small)
+    # ingest 11; checks: config, results COPY, sightings COPY, reuse look-up; review:
+    # rules config (3), review rows, items COPY.
+    assert len(first) <= 20, [q["sql"][:80] for q in first.captured_queries]
+    with django_assert_num_queries(len(first)):
+        ingest.apply_many(large)
+    assert ReviewItem.objects.filter(flow__flow_uuid__in=[p.flow_uuid for p in large]).exists()
 
 
 def test_a_changed_redelivery_in_a_batch_updates_in_place(db):

@@ -20,5 +20,5 @@ def test_the_apply_benchmark_runs_in_smoke_mode():
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "first apply: 20 payloads" in out and "'applied': 20" in out
-    assert "in receiver review.flag_flow" in out
+    assert "in receiver review.flag_first" in out and "in receiver checks.on_results_created" in out
     assert "'duplicate': 20" in out and "writes on re-apply: 0" in out

@@ -14,7 +14,7 @@ from atlas_review.atlas.payloads import parse_callback_data
 from atlas_review.checks import services as checks_services
 from atlas_review.checks.models import RevealEvent
 from atlas_review.flows import ingest
-from atlas_review.flows.ingest import results_applied
+from atlas_review.flows.ingest import results_applied, results_created
 from atlas_review.flows.models import Flow
 from atlas_review.review import flagging, services
 from atlas_review.review.models import (
@@ -385,24 +385,24 @@ def test_a_first_delivery_is_checked_and_flagged_in_a_fixed_number_of_queries():
         return customer(n, aadhaar=wrong_check_digit(valid_aadhaar(f"5{n:010d}")))
 
     small, big = _apply_counting(bad(1), "APP-S"), _apply_counting(bad(2) * 3, "APP-L")
+    # A first delivery goes to the set-based receivers (results_created).
     receivers = [
-        (checks_services.on_results_applied, "checks.on_results_applied"),
-        (flagging.on_results_applied, "review.flag_flow"),
+        (checks_services.on_results_created, "checks.on_results_created"),
+        (flagging.on_results_created, "review.flag_first"),
     ]
     for _receiver, uid in receivers:
-        results_applied.disconnect(dispatch_uid=uid)
+        results_created.disconnect(dispatch_uid=uid)
     try:
         ingest_only = _apply_counting(bad(3), "APP-R")
     finally:
         for receiver, uid in receivers:
-            results_applied.connect(receiver, dispatch_uid=uid)
+            results_created.connect(receiver, dispatch_uid=uid)
 
-    # The receivers add, whatever the size of the payload:
-    # checks: current fields, check config, stored results, INSERT results, sightings of
-    #   its identifiers (its own and other flows' at once), INSERT sightings;
-    # review: mandatory fields, thresholds, the review row (SAVEPOINT, INSERT, RELEASE:
-    #   created, so there are no items to read), documents, cross-checks, INSERT items.
-    assert len(small) == len(big) == len(ingest_only) + 14
+    # The receivers add, whatever the size of the payload, reading back nothing ingest
+    # wrote: checks: check config, COPY results, COPY sightings, the sightings of its
+    # identifiers (its own and other flows' at once); review: mandatory fields, thresholds,
+    # INSERT the review row, COPY items.
+    assert len(small) == len(big) == len(ingest_only) + 8
     assert ReviewItem.objects.filter(flow__application_id="APP-L").count() == 3
 
 
