@@ -28,20 +28,32 @@ def jsonb(value):
 
 
 def allocate_ids(counts: dict[type[Model], int]) -> dict[type[Model], list[int]]:
-    """`n` new primary keys per model, from each table's identity sequence, in one query."""
+    """`n` new primary keys per model, from each table's identity sequence, in one query.
+    Concurrent callers get distinct ids (nextval never hands a value out twice)."""
     parts, params = [], []
     for model, n in counts.items():
-        parts.append(
-            "ARRAY(SELECT nextval(pg_get_serial_sequence(%s, 'id')::regclass)"
-            " FROM generate_series(1, %s))"
-        )
-        params += [model._meta.db_table, n]
+        parts.append("ARRAY(SELECT nextval(%s::regclass) FROM generate_series(1, %s))")
+        params += [_sequence(model), n]
     if not parts:
         return {}
     with connection.cursor() as cursor:
         cursor.execute("SELECT " + ", ".join(parts), params)
         row = cursor.fetchone()
     return {model: list(ids) for model, ids in zip(counts, row, strict=True)}
+
+
+_SEQUENCES: dict[str, str] = {}
+
+
+def _sequence(model: type[Model]) -> str:
+    """The identity sequence behind the model's id (looked up once per table and process:
+    per row, the look-up cost more than nextval)."""
+    table = model._meta.db_table
+    if table not in _SEQUENCES:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_get_serial_sequence(%s, 'id')", [table])
+            _SEQUENCES[table] = cursor.fetchone()[0]
+    return _SEQUENCES[table]
 
 
 def copy(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence]) -> int:

@@ -345,9 +345,9 @@ def in_qa_sample(flow: Flow, percent: float) -> bool:
     return bucket < round(percent * 100)
 
 
-def evaluate(data: FlowData) -> dict[str, Flag]:
+def evaluate(data: FlowData, rules: Iterable[Rule] | None = None) -> dict[str, Flag]:
     flags: dict[str, Flag] = {}
-    for fn in RULES:
+    for fn in RULES if rules is None else rules:  # RULES read now: apps add to it
         for flag in fn(data):
             flags[flag.key] = flags[flag.key].merge(flag) if flag.key in flags else flag
     return flags
@@ -541,14 +541,21 @@ def flag_flow(
         result = _reconcile(review, data, items, {d.item_id: d for d in decisions}, now, writes)
         writes.save(now)
         if propagate and result.partners:
-            flag_flows(Flow.objects.filter(pk__in=result.partners), config=config)
+            flag_flows(Flow.objects.filter(pk__in=result.partners), config=config, reuse_only=True)
     return result
 
 
-def flag_flows(flows: Iterable[Flow], *, config: Config | None = None) -> dict[int, FlagResult]:
+def flag_flows(
+    flows: Iterable[Flow], *, config: Config | None = None, reuse_only: bool = False
+) -> dict[int, FlagResult]:
     """flag_flow for many flows at once (no hand-off, no propagation): the flows a reuse link
     changed on, re-flagging after thresholds change. Review rows locked in flow id order,
-    every table read once for all of them, items written with one INSERT and one UPDATE."""
+    every table read once for all of them, items written with one INSERT and one UPDATE.
+
+    `reuse_only`: only the reuse items are brought in line (what another flow's ingest can
+    change on these flows), reading only their sightings and the fields the reuse items
+    point at, not every row of every flow: an identifier shared by dozens of applications
+    re-flags all of them at each new one."""
     flows = sorted(flows, key=lambda f: f.pk)
     if not flows:
         return {}
@@ -563,24 +570,46 @@ def flag_flows(flows: Iterable[Flow], *, config: Config | None = None) -> dict[i
         for flow in flows:
             if flow.pk not in reviews:  # rare: a flow never flagged before
                 reviews[flow.pk] = _lock_review(flow, likely_new=True)[0]
-        data = load_many(flows, config)
         items: dict[int, list[ReviewItem]] = {pk: [] for pk in ids}
         for item in ReviewItem.objects.filter(flow_id__in=ids):
             items[item.flow_id].append(item)
+        data = _load_reuse(flows, config, items) if reuse_only else load_many(flows, config)
         decided = [
-            pk for pk, rows in items.items() if any(i.status == ItemStatus.DECIDED for i in rows)
-        ]
+            pk for pk, rows in items.items()
+            if any(i.status == ItemStatus.DECIDED and (not reuse_only or i.kind == Kind.REUSE) for i in rows)
+        ]  # fmt: skip
         decisions = {
             d.item_id: d
             for d in Decision.objects.filter(flow_id__in=decided, superseded=False).select_related("item")
         } if decided else {}  # fmt: skip
         writes = _ItemWrites()
+        # Reuse only: the other items stay as they are (nothing they follow changed), but
+        # the QA sample depends on all of them, so it is reconciled too.
+        only = {"rules": (reused_identifiers,), "kinds": {Kind.REUSE, Kind.QA_SAMPLE}}
         results = {
-            flow.pk: _reconcile(reviews[flow.pk], data[flow.pk], items[flow.pk], decisions, now, writes)
+            flow.pk: _reconcile(
+                reviews[flow.pk], data[flow.pk], items[flow.pk], decisions, now, writes,
+                **(only if reuse_only else {}),
+            )
             for flow in flows
         }  # fmt: skip
         writes.save(now)
     return results
+
+
+def _load_reuse(flows: list[Flow], config: Config, items: dict[int, list]) -> dict[int, FlowData]:
+    """What the reuse rule and the reconciling of reuse items read: the flows' reuse alerts
+    and the fields they (and the existing reuse items) point at (3 queries)."""
+    alerts = checks_reuse.reuse_alerts_for_flows(flows)
+    field_ids = {fid for found in alerts.values() for a in found for fid in a.field_ids}
+    field_ids |= {i.field_id for rows in items.values() for i in rows if i.field_id}
+    fields: dict[int, list[ExtractedField]] = {f.pk: [] for f in flows}
+    for f in ExtractedField.objects.current().filter(pk__in=field_ids):
+        fields[f.flow_id].append(f)
+    return {
+        f.pk: FlowData(flow=f, config=config, fields=fields[f.pk], reuse=alerts[f.pk])
+        for f in flows
+    }
 
 
 @dataclass
@@ -615,17 +644,27 @@ class _ItemWrites:
 
 
 def _reconcile(
-    review: FlowReview, data: FlowData, item_rows, decisions: dict, now, writes: _ItemWrites
+    review: FlowReview,
+    data: FlowData,
+    item_rows,
+    decisions: dict,
+    now,
+    writes: _ItemWrites,
+    *,
+    rules: Iterable[Rule] | None = None,
+    kinds: set[str] | None = None,
 ) -> FlagResult:
     """Compare what the rules want for one flow with its items; add the difference to
-    `writes` (decisions whose value changed superseded, a closed flow reopened)."""
+    `writes` (decisions whose value changed superseded, a closed flow reopened). With a
+    subset of `rules`, `kinds` names the items they (and the QA sample) own: only those are
+    reconciled, the QA sample still judged on every item."""
     flow, config = data.flow, data.config
     result = FlagResult()
-    wanted = evaluate(data)
-    items = {i.key: i for i in item_rows}
+    wanted = evaluate(data, rules)
+    items = {i.key: i for i in item_rows if kinds is None or i.kind in kinds}
     linked_before = _partners(k for k, i in items.items() if i.status != ItemStatus.CLEARED)
     linked_now = _partners(wanted)
-    if not wanted and not any(i.kind != Kind.QA_SAMPLE for i in items.values()):
+    if not wanted and not any(i.kind != Kind.QA_SAMPLE for i in item_rows):
         qa = _qa_flag(flow, config)
         if qa is not None:
             wanted["qa"] = qa
@@ -790,7 +829,8 @@ def flag_first_deliveries(deliveries, *, config: Config | None = None) -> list[F
     bulk.copy(ReviewItem, _ITEM_COLUMNS, rows)
     for delivery in later:
         results.append(flag_flow(delivery.flow, delivery.changes, config=config, propagate=True))
-    flag_flows(Flow.objects.filter(pk__in=partners - set(flow_ids)), config=config)
+    others = Flow.objects.filter(pk__in=partners - set(flow_ids))
+    flag_flows(others, config=config, reuse_only=True)
     return results
 
 

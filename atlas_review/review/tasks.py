@@ -14,6 +14,7 @@ from .models import FlowReview
 log = logging.getLogger(__name__)
 
 CHUNK = 500
+GROUP = 100
 
 
 @shared_task
@@ -36,8 +37,12 @@ def reflag_open_flows(self, after_id: int = 0) -> int:
             .order_by("flow_id")
             .values_list("flow_id", flat=True)[:CHUNK]
         )
-        for flow in Flow.objects.filter(pk__in=ids):
-            flagging.flag_flow(flow, config=config)
+        # flag_flows reads each table once per group; groups keep the review rows it locks
+        # (claims and decisions wait on them) to a short transaction.
+        for start in range(0, len(ids), GROUP):
+            flagging.flag_flows(
+                Flow.objects.filter(pk__in=ids[start : start + GROUP]), config=config
+            )
         done += len(ids)
         if len(ids) < CHUNK:
             break

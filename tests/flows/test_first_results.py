@@ -158,3 +158,49 @@ def test_a_redelivery_after_set_based_first_results_changes_only_what_changed(ba
         f.pk for f in ExtractedField.objects.filter(flow=flow, value="CHANGED")
     ]
     assert ReviewItem.objects.filter(flow=flow, field__value="CHANGED", status="open").exists()
+
+
+def clean_flow(app: str, imei: str):
+    """A flow nothing flags: one confident, valid IMEI photo (in the QA sample at 100%)."""
+    flow = Flow.objects.create(
+        flow_uuid=f"uuid-{app}", application_id=app, product_type="PROD_CDL",
+        sync_state="POLLING", requested_files=[],
+    )  # fmt: skip
+    raw = {
+        "flow_uuid": flow.flow_uuid,
+        "ocr_data": [
+            {
+                "document_id": "0", "batch_id": "B", "file_uuid": f"f-{app}",
+                "error_code": "", "error_reason": "",
+                "data": {
+                    "document_type": "IMEI_CLOSEUP_IMAGE",
+                    "imei_number": {"value": [imei], "confidence_score": 1},
+                },
+            }
+        ],
+        "cross_checks": [],
+    }  # fmt: skip
+    return parse_callback_data(raw)
+
+
+def test_reuse_partners_end_as_a_full_re_flag_leaves_them(batch, settings):
+    """Partners are re-flagged for their reuse items only: the other items, and the QA
+    sample (which depends on all of them), must end as flagging everything again does."""
+    from atlas_review.review import flagging
+
+    settings.REVIEW_QA_SAMPLE_PERCENT = 100
+    ingest.apply_callback_data(clean_flow("CLEAN", "490154203237518"))  # APP-8 and APP-9 too
+    clean = Flow.objects.get(flow_uuid="uuid-CLEAN")
+    assert list(ReviewItem.objects.filter(flow=clean).values_list("kind", "status")) == [
+        ("qa_sample", "open")
+    ]
+
+    ingest.apply_many(batch)
+
+    kinds = dict(
+        ReviewItem.objects.filter(flow=clean).values_list("kind", "status").order_by("kind")
+    )
+    assert kinds.get("reuse") == "open" and kinds.get("qa_sample") == "cleared"
+    after_ingest = snapshot()
+    flagging.flag_flows(Flow.objects.all())
+    assert snapshot() == after_ingest
