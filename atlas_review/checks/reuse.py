@@ -12,6 +12,7 @@ delivered twice, is one application. Nor does a second flow for the same applica
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -81,6 +82,7 @@ def normalize_invoice(invoice_number: str, gstin: str) -> str | None:
     return value if len(value) <= MAX_VALUE else None
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of (type, name) pairs, asked for every field
 def _kind_of_field(document_type: str, name: str) -> str | None:
     if "imei" in name.lower():
         return IdentifierKind.IMEI

@@ -124,9 +124,23 @@ def apply_callback_data(
     return apply_many([data], as_of=as_of, source=source)[0]
 
 
+@dataclass(frozen=True)
+class Delivery:
+    """One v3 payload to apply, with when Atlas sent it (orders deliveries) and from where."""
+
+    data: CallbackData
+    as_of: datetime | None = None
+    source: str = ""
+
+
 def apply_many(
     payloads: list[CallbackData], *, as_of: datetime | None = None, source: str = ""
 ) -> list[IngestResult]:
+    """apply_deliveries for payloads sent at the same time from the same place."""
+    return apply_deliveries([Delivery(data, as_of, source) for data in payloads])
+
+
+def apply_deliveries(deliveries: list[Delivery]) -> list[IngestResult]:
     """Apply v3 payloads in one transaction; one result per payload, in order.
 
     The flows are locked in id order (so two batches cannot deadlock), then every table is
@@ -134,7 +148,9 @@ def apply_many(
     order, like two deliveries. An unknown flow_uuid raises UnmatchedPayload and nothing is
     written: callers that must not lose the others apply them one by one instead.
     """
-    as_of = as_of or timezone.now()
+    now = timezone.now()
+    payloads = [d.data for d in deliveries]
+    when = {i: (d.as_of or now, d.source) for i, d in enumerate(deliveries)}
     results: list[IngestResult] = []
     with transaction.atomic():
         uuids = list(dict.fromkeys(d.flow_uuid for d in payloads))
@@ -157,7 +173,7 @@ def apply_many(
         by_index: dict[int, IngestResult] = {}
         for indexes in rounds:
             items = [(i, payloads[i], flows[payloads[i].flow_uuid]) for i in indexes]
-            created = _apply_round(items, as_of, source, by_index)
+            created = _apply_round(items, when, by_index)
             if created:
                 # First: a receiver of a re-delivery below may look at these flows' rows.
                 results_created.send(sender=Flow, deliveries=created)
@@ -173,13 +189,14 @@ def apply_many(
 
 
 def _apply_round(
-    items, as_of: datetime, source: str, out: dict[int, IngestResult]
+    items, when: dict[int, tuple[datetime, str]], out: dict[int, IngestResult]
 ) -> list[FirstDelivery]:
     """Apply payloads for distinct, locked flows: one read and one write per table. Returns
     the first deliveries written set-based (the others are planned and diffed)."""
     todo = []
     for i, data, flow in items:
         digest = data.content_hash()
+        as_of = when[i][0]
         if flow.results_as_of and as_of < flow.results_as_of and flow.results_hash != digest:
             out[i] = IngestResult(STALE, Changes(), flow=flow)
         elif flow.results_hash == digest:
@@ -190,9 +207,10 @@ def _apply_round(
         return []
     now = timezone.now()
     flow_ids = [flow.pk for _i, _d, flow, _h in todo]
-    uploads: dict[int, list[Upload]] = {pk: [] for pk in flow_ids}
-    for upload in Upload.objects.filter(flow_id__in=flow_ids).order_by("pk"):
-        uploads[upload.flow_id].append(upload)
+    uploads: dict[int, list[tuple[str, list]]] = {pk: [] for pk in flow_ids}
+    rows = Upload.objects.filter(flow_id__in=flow_ids).order_by("pk")
+    for flow_id, batch_id, files in rows.values_list("flow_id", "batch_id", "files"):
+        uploads[flow_id].append((batch_id, files))
     docs = _Existing(Document.objects.filter(flow_id__in=flow_ids), "flow_id")
     checks = _Existing(CrossCheck.objects.filter(flow_id__in=flow_ids), "flow_id")
     fresh = []
@@ -223,6 +241,7 @@ def _apply_round(
     writes.save_fields_and_checks()
 
     for i, flow, digest, changes, _plan in plans:
+        as_of, source = when[i]
         flow.results_hash = digest
         flow.results_as_of = max(as_of, flow.results_as_of) if flow.results_as_of else as_of
         flow.results_source = source
@@ -403,7 +422,13 @@ def apply_batch_pages(
         changes, writes = Changes(), _Writes()
         existing = list(Document.objects.filter(v1_batch=batch))
         plan = _plan_documents(
-            {"v1_batch": batch}, documents, existing, _file_urls([batch]), now, changes, writes
+            {"v1_batch": batch},
+            documents,
+            existing,
+            _file_urls([(batch.batch_id, batch.files)]),
+            now,
+            changes,
+            writes,
         )
         writes.save_documents()
         _plan_fields(None, plan, _existing_fields(plan.old_doc_ids), now, changes, writes)
@@ -425,14 +450,15 @@ def _reposition(doc: OcrDocument, position: int) -> OcrDocument:
 
 
 def _file_urls(uploads, fallback=()) -> dict[tuple[str, str], str]:
-    """(batch_id, document_id) -> file_url from what we uploaded; ("", id) as fallback."""
+    """(batch_id, document_id) -> file_url from what we uploaded ((batch_id, files) per
+    upload); ("", id) as fallback."""
     urls: dict[tuple[str, str], str] = {
         ("", str(item.get("document_id", ""))): item.get("file_url", "") for item in fallback
     }
-    for upload in uploads:
-        for item in upload.files:
+    for batch_id, files in uploads:
+        for item in files:
             doc_id, url = str(item.get("document_id", "")), item.get("file_url", "")
-            urls[(upload.batch_id, doc_id)] = url
+            urls[(batch_id, doc_id)] = url
             urls.setdefault(("", doc_id), url)
     return urls
 

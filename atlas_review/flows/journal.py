@@ -12,11 +12,12 @@ import logging
 from datetime import datetime
 
 from django.db import DatabaseError, DataError, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from atlas_review.atlas import payloads
 
-from . import ingest
+from . import bulk, ingest
 from .models import Payload
 
 log = logging.getLogger(__name__)
@@ -107,6 +108,85 @@ def apply(payload_id: int) -> Payload | None:
             log.exception("payload %s failed to apply %s times", payload.pk, MAX_APPLY_ATTEMPTS)
             return _finish(payload, Payload.Outcome.FAILED, f"{type(exc).__name__}: {exc}"[:2000])
         raise
+
+
+BACKLOG_BATCH = 100
+
+
+def apply_with_backlog(payload_id: int, limit: int = BACKLOG_BATCH) -> list[int]:
+    """Apply a stored v3 payload together with up to `limit - 1` others still waiting, in
+    one transaction through ingest.apply_deliveries (set-based: a burst of callbacks is
+    applied ~10x faster than one transaction each, bench/ingest_bench.py). Returns the ids
+    this call settled.
+
+    The waiting rows are locked with SKIP LOCKED, so two workers never take the same one; a
+    payload another worker holds is left to it. If the batch fails as a whole (an unknown
+    flow, a value the database refuses, a bug), it is rolled back and each payload is
+    applied on its own by `apply`, which records what went wrong with which one."""
+    waiting = Q(outcome=Payload.Outcome.RECEIVED, source__in=V3_SOURCES)
+    with transaction.atomic():
+        first = Payload.objects.select_for_update(skip_locked=True).filter(waiting, pk=payload_id)
+        rows = list(first)
+        if not rows:
+            held_or_settled = Payload.objects.filter(pk=payload_id).exclude(waiting).exists()
+            if not held_or_settled:
+                return []  # another worker holds it: it applies it
+            apply(payload_id)  # settled already (returns at once), or not a v3 payload
+            return [payload_id]
+        rows += list(
+            Payload.objects.select_for_update(skip_locked=True)
+            .filter(waiting, attempts=0)
+            .exclude(pk=payload_id)
+            .order_by("pk")[: limit - 1]
+        )
+        rows.sort(key=lambda p: p.pk)
+        deliveries, parsed_rows = [], []
+        for payload in rows:
+            try:
+                data = parse(payload)
+            except payloads.PayloadError as exc:
+                _finish(payload, Payload.Outcome.REJECTED, str(exc))
+                continue
+            payload.flow_uuid = data.flow_uuid
+            deliveries.append(ingest.Delivery(data, payload.as_of, payload.source))
+            parsed_rows.append(payload)
+        try:
+            with transaction.atomic():
+                results = ingest.apply_deliveries(deliveries) if deliveries else []
+                _finish_all(parsed_rows, results)
+        except Exception as exc:
+            # Each payload is applied alone below, where its own error is recorded.
+            name = type(exc).__name__
+            log.info("batch of %s payloads failed (%s); applying one by one", len(rows), name)
+            retry = [p.pk for p in parsed_rows]
+        else:
+            retry = []
+    for pk in retry:
+        try:
+            apply(pk)
+        except Exception:
+            # Left `received` (apply records a failure once it stops retrying): its own
+            # task or the sweeper tries again; the others in the batch still go ahead.
+            log.warning("payload %s left for the sweeper", pk, exc_info=True)
+    return [p.pk for p in rows]
+
+
+def _finish_all(rows: list[Payload], results: list[ingest.IngestResult]) -> None:
+    """Record the outcomes of a batch: rows locked by this transaction, one UPDATE."""
+    now = timezone.now()
+    for payload, result in zip(rows, results, strict=True):
+        payload.outcome = result.outcome
+        payload.error = ""
+        payload.applied_at = now
+        payload.flow = result.flow
+        payload.attempts += 1
+    fields = ["outcome", "error", "applied_at", "flow", "flow_uuid", "attempts"]
+    if bulk.supported():
+        bulk.update(Payload, rows, fields)
+    else:
+        Payload.objects.bulk_update(rows, fields)
+    if rows:
+        log.info("applied %s payloads as one batch", len(rows))
 
 
 def _finish(payload: Payload, outcome: str, error: str) -> Payload:

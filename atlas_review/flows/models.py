@@ -263,11 +263,17 @@ class ExtractedFieldQuerySet(CurrentQuerySet):
 
 
 class ExtractedField(models.Model):
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="fields")
+    # FK indexes of their own would be duplicates, written at every ingest for nothing:
+    # field_document_name_uniq (document, name) and field_flow_conf_idx (flow, confidence)
+    # serve the look-ups by document and by flow.
+    document = models.ForeignKey(
+        Document, on_delete=models.CASCADE, related_name="fields", db_index=False
+    )
     # Denormalised so queue queries need no join: they filter by flow, type and name.
     flow = models.ForeignKey(
-        Flow, null=True, blank=True, on_delete=models.CASCADE, related_name="fields"
-    )
+        Flow, null=True, blank=True, on_delete=models.CASCADE, related_name="fields",
+        db_index=False,
+    )  # fmt: skip
     document_type = models.CharField(max_length=64, blank=True)
     name = models.CharField(max_length=128)
     position = models.PositiveIntegerField(default=0)
@@ -306,7 +312,10 @@ class CrossCheckQuerySet(CurrentQuerySet):
 
 
 class CrossCheck(models.Model):
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="cross_checks")
+    # No FK index of its own: crosscheck_flow_key_uniq (flow, key) serves look-ups by flow.
+    flow = models.ForeignKey(
+        Flow, on_delete=models.CASCADE, related_name="cross_checks", db_index=False
+    )
     key = models.CharField(max_length=400)
     position = models.PositiveIntegerField()
     name = models.CharField(max_length=128, blank=True)

@@ -130,6 +130,7 @@ class Thresholds:
     def __init__(self, rows: Iterable[Threshold] = ()):
         self.confidence_rows: dict[tuple[str, str], float] = {}
         self.similarity_rows: dict[str, Threshold] = {}
+        self._resolved: dict[tuple[str, str], float] = {}
         for row in rows:
             if row.scope == Scope.CONFIDENCE:
                 self.confidence_rows[(row.document_type, row.field_name)] = row.value
@@ -141,6 +142,15 @@ class Thresholds:
         return cls(Threshold.objects.all())
 
     def confidence(self, document_type: str, field_name: str) -> float:
+        # Asked once per field of every flow of a batch: resolved once per (type, name).
+        found = self._resolved.get((document_type, field_name))
+        if found is None:
+            found = self._resolved[(document_type, field_name)] = self._confidence(
+                document_type, field_name
+            )
+        return found
+
+    def _confidence(self, document_type: str, field_name: str) -> float:
         rows = self.confidence_rows
         for key in ((document_type, field_name), (document_type, ""), ("", field_name), ("", "")):
             if key in rows:

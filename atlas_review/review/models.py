@@ -89,7 +89,10 @@ class ReviewItem(models.Model):
     or the whole flow (sync failure, QA sample, reopened). Kept in step with Atlas's data
     by flagging.flag_flow; one row per (flow, key) for ever, its status moving."""
 
-    flow = models.ForeignKey(Flow, on_delete=models.CASCADE, related_name="review_items")
+    # No FK index of its own: reviewitem_flow_key_uniq (flow, key) serves look-ups by flow.
+    flow = models.ForeignKey(
+        Flow, on_delete=models.CASCADE, related_name="review_items", db_index=False
+    )
     # Stable identity within the flow: "field:<id>", "check:<id>", "doc:<id>",
     # "missing:<doc id>:<name>", "sync", "qa", "reopened"...
     key = models.CharField(max_length=200)
