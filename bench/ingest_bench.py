@@ -526,7 +526,6 @@ def main(argv=None) -> None:
 
     t = time.perf_counter()
     runs = run_all(args)
-    derived = copy_derived(runs, args.batch)
     sample = runs["service"].payloads
     n, rows = len(sample), sum(rows_of(d) for _f, d in sample)
     docs = sum(len(d.documents) for _f, d in sample)
@@ -554,6 +553,11 @@ def main(argv=None) -> None:
             own = run.seconds - sum(run.receivers.values())
             print(f"      of which ingest itself{'':37} {1000 * own / run.flows:6.1f} ms per flow")
 
+    # Re-applied before the derived rows are copied: those give the copy run's flows
+    # sightings, which the service run's flows would then rightly find as reuse.
+    again = reapply(runs["service"].payloads, clear_hash=False)
+    rediff = reapply(runs["service"].payloads, clear_hash=True)
+    derived = copy_derived(runs, args.batch)
     copy = runs["copy"]
     all_seconds = copy.seconds + derived.seconds
     print(
@@ -568,8 +572,6 @@ def main(argv=None) -> None:
         f"{(copy.rows + derived.rows) / all_seconds:8.0f}  (the two COPYs above)"
     )
 
-    again = reapply(sample, clear_hash=False)
-    rediff = reapply(sample, clear_hash=True)
     print("\nre-applying every payload (rows added; n_tup_ins, n_tup_upd, n_tup_del per table):")
     for label, r in (("same payloads", again), ("same payloads, results_hash cleared", rediff)):
         print(f"  {label}: {r['outcomes']} in {r['seconds']:.2f}s; changes: {r['delta'] or 'none'}")
@@ -603,13 +605,11 @@ def main(argv=None) -> None:
         "re-apply: rows/tuples written", "none" if not again["delta"] else str(again["delta"]),
         f"{again['outcomes']}", "nothing new", not again["delta"],
     )  # fmt: skip
-    atlas_rows = {
-        t: d for t, d in rediff["delta"].items()
-        if t in ("flows_document", "flows_extractedfield", "flows_crosscheck")
-    }  # fmt: skip
+    # The flows' own rows are written (results_hash set again); nothing else may be.
+    written = {t: d for t, d in rediff["delta"].items() if t != "flows_flow"}
     fig.add(
-        "re-diff (hash cleared): Atlas rows written", "none" if not atlas_rows else str(atlas_rows),
-        f"{rediff['outcomes']}", "nothing new", not atlas_rows,
+        "re-diff (hash cleared): rows written besides flows", "none" if not written else str(written),
+        f"{rediff['outcomes']}", "nothing new", not written,
     )  # fmt: skip
     fig.print()
     if not args.keep:
