@@ -9,8 +9,10 @@ What it does, in its own database `atlas_perf_ingest` (dropped and recreated):
 1. Generates N CallbackData payloads with the simulator's generator
    (atlas.simulator.generate_flow_result, 6 files per application: about 6 documents,
    32 fields and 10 cross-checks, ~48 rows) and parses them, outside every timing. Each run
-   below gets the same N applications (the same rows) under flow uuids of its own; all
-   the flows exist (POLLING, with their upload) before anything is timed.
+   below gets the same N applications (the same rows) under flow uuids of its own, but
+   the one-by-one run, whose applications come from another seed (the two runs with
+   receivers would otherwise share phones across runs, doubling the reuse work); all the
+   flows exist (POLLING, with their upload) before anything is timed.
 2. Runs, taking turns of --batch payloads with the order rotating each turn (the machine
    is shared: a change of load then falls on every run alike):
    - `apply_callback_data`: the sweep, one payload at a time through the ingest service
@@ -21,7 +23,10 @@ What it does, in its own database `atlas_perf_ingest` (dropped and recreated):
      (the bulk path, same receivers).
    - the same two with the receivers disconnected: what ingest itself costs.
    - `COPY`: the reference, psycopg COPY of exactly the rows ingest writes (documents,
-     fields, cross-checks) into the same tables, --batch flows per transaction.
+     fields, cross-checks) into the same tables, --batch flows per transaction; after the
+     runs, COPY of the rows the sweep derives beside them (check results, sightings,
+     review rows, queue items, as `apply_many` wrote them): with both, the reference for
+     everything the sweep writes.
    - `save()`: naive per-row Model.save() in autocommit, on the first --naive payloads.
    Rates are compared in rows/s (the runs' rows are the same, so flows/s compare alike).
 3. Re-applies the sweep's payloads and shows it writes nothing: row counts and
@@ -55,7 +60,10 @@ SEED = 11
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("-n", "--payloads", type=int, default=2000)
-    parser.add_argument("--batch", type=int, default=50, help="flows per apply_many call")
+    parser.add_argument(
+        "--batch", type=int, default=100,
+        help="flows per apply_many call (100: what the journal applies per transaction)",
+    )  # fmt: skip
     parser.add_argument("--naive", type=int, default=300, help="payloads for the save() run")
     parser.add_argument("--small", action="store_true", help="a smoke run: 30 payloads")
     parser.add_argument("--database-url", default=os.getenv("DATABASE_URL", perfkit.DEFAULT_SERVER))
@@ -70,7 +78,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # --- data ----------------------------------------------------------------------------------
 
 
-def make_payloads(n: int, run: str):
+def make_payloads(n: int, run: str, seed: int = SEED):
     """(files per flow, parsed CallbackData) for N applications. Every run gets the same
     applications (same documents, fields and checks) under flow uuids of its own."""
     from atlas_review.atlas.payloads import parse_callback_data
@@ -87,7 +95,7 @@ def make_payloads(n: int, run: str):
             }
             for j, kind in enumerate(KINDS)
         ]
-        raw = generate_flow_result(SEED, f"perf-{run}-{i:07d}", files, application_id=app)
+        raw = generate_flow_result(seed, f"perf-{run}-{i:07d}", files, application_id=app)
         out.append((files, parse_callback_data(raw)))
     return out
 
@@ -350,7 +358,14 @@ def run_all(args) -> dict[str, Run]:
     shared, and a change of load then falls on all runs alike instead of on one."""
     from atlas_review.flows.models import Flow
 
-    runs = {name: Run(name, make_payloads(args.payloads, name)) for name in RUNS}
+    # The two runs with receivers must not share identifiers: the generator's applications
+    # share a small pool of phones (reuse), and the same pool in both runs would double the
+    # flows every new sharer re-flags. The one-by-one run gets applications of its own (same
+    # generator, another seed); the others are the same applications as the COPY run.
+    runs = {
+        name: Run(name, make_payloads(args.payloads, name, SEED + 1 if name == "service" else SEED))
+        for name in RUNS
+    }
     runs["naive"].payloads = runs["naive"].payloads[: args.naive]
     reset([p for run in runs.values() for p in run.payloads])
     flows = {f.flow_uuid: f for f in Flow.objects.all()}
@@ -526,7 +541,7 @@ def main(argv=None) -> None:
 
     t = time.perf_counter()
     runs = run_all(args)
-    sample = runs["service"].payloads
+    sample = runs["many"].payloads
     n, rows = len(sample), sum(rows_of(d) for _f, d in sample)
     docs = sum(len(d.documents) for _f, d in sample)
     checks = sum(len(d.cross_checks) for _f, d in sample)
