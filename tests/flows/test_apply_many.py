@@ -8,10 +8,10 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from atlas_review.atlas.payloads import parse_callback_data
-from atlas_review.atlas.simulator import generate_flow_result
 from atlas_review.flows import ingest
-from atlas_review.flows.models import CrossCheck, Document, ExtractedField, Flow, Upload
+from atlas_review.flows.models import CrossCheck, Document, ExtractedField, Flow
 from atlas_review.review.models import ReviewItem
+from tests.flows.factories import awaiting_results
 
 pytestmark = pytest.mark.django_db
 
@@ -20,20 +20,7 @@ KINDS = ("invoice", "delivery_order", "aadhaar", "pan", "imei")
 
 def make_flows(n: int, prefix: str = "M") -> list[dict]:
     """n flows stored as after their upload, and the result Atlas delivers for each."""
-    raws = []
-    for i in range(n):
-        app = f"{prefix}-{i}"
-        files = [
-            {"file_url": f"https://files.example.com/{app}-{k}.jpg", "document_id": str(j), "batch_id": f"B-{app}"}
-            for j, k in enumerate(KINDS)
-        ]  # fmt: skip
-        flow = Flow.objects.create(
-            flow_uuid=f"uuid-{app}", application_id=app, product_type="PROD_CDL",
-            sync_state="POLLING", requested_files=files,
-        )  # fmt: skip
-        Upload.objects.create(batch_id=f"B-{app}", api="v3", flow=flow, files=files)
-        raws.append(generate_flow_result(3, flow.flow_uuid, files, application_id=app))
-    return raws
+    return [awaiting_results(f"{prefix}-{i}", kinds=KINDS) for i in range(n)]
 
 
 def stored() -> list[tuple]:

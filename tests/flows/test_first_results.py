@@ -9,29 +9,19 @@ import pytest
 from django.db import transaction
 
 from atlas_review.atlas.payloads import parse_callback_data
-from atlas_review.atlas.simulator import generate_flow_result
 from atlas_review.checks.models import FieldCheckResult, IdentifierSighting
 from atlas_review.flows import bulk, ingest
-from atlas_review.flows.models import CrossCheck, Document, ExtractedField, Flow, Upload
+from atlas_review.flows.models import CrossCheck, Document, ExtractedField, Flow
 from atlas_review.review.models import FlowReview, ReviewItem
+from tests.flows.factories import awaiting_results
 
 pytestmark = pytest.mark.django_db
 
-KINDS = ("invoice", "delivery_order", "aadhaar", "pan", "imei", "open_box")
 SHARED_IMEI = "356938035643809"
 
 
 def make_flow(app: str, seed: int, *, imei: str | None = None):
-    files = [
-        {"file_url": f"https://files.example.com/{app}-{k}.jpg", "document_id": str(j), "batch_id": f"B-{app}"}
-        for j, k in enumerate(KINDS)
-    ]  # fmt: skip
-    flow = Flow.objects.create(
-        flow_uuid=f"uuid-{app}", application_id=app, product_type="PROD_CDL",
-        sync_state="POLLING", requested_files=files,
-    )  # fmt: skip
-    Upload.objects.create(batch_id=f"B-{app}", api="v3", flow=flow, files=files)
-    raw = generate_flow_result(seed, flow.flow_uuid, files, application_id=app)
+    raw = awaiting_results(app, seed=seed)
     if imei:
         raw = copy.deepcopy(raw)
         for item in raw["ocr_data"]:
