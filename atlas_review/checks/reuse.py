@@ -259,12 +259,7 @@ def reuse_alerts_for_flows(
     """reuse_alerts_for_flow for many flows: two queries (their sightings, then every
     sighting of those identifiers)."""
     days = default_window_days() if window_days is None else window_days
-    mine_of: dict[int, Mine] = {flow.pk: {} for flow in flows}
-    rows = IdentifierSighting.objects.filter(flow_id__in=list(mine_of)).values_list(
-        "flow_id", "kind", "value", "field_id", "seen_at"
-    )
-    for flow_id, kind, value, field_id, seen_at in rows:
-        mine_of[flow_id].setdefault((kind, value), []).append((field_id, seen_at))
+    mine_of = _identifiers_of_flows([flow.pk for flow in flows])
     found = _find_many([(flow, mine_of[flow.pk]) for flow in flows], days)
     return {pk: alerts_of(reused) for pk, reused in found.items()}
 
@@ -288,13 +283,18 @@ def default_window_days() -> int:
 
 def my_identifiers(flow: Flow) -> Mine:
     """(kind, value) -> [(field id, seen_at)] of the flow's sightings (one query)."""
-    mine: Mine = {}
-    rows = IdentifierSighting.objects.filter(flow=flow).values_list(
-        "kind", "value", "field_id", "seen_at"
+    return _identifiers_of_flows([flow.pk])[flow.pk]
+
+
+def _identifiers_of_flows(flow_ids: list[int]) -> dict[int, Mine]:
+    """my_identifiers for many flows, one query: flow id -> its identifiers."""
+    mine_of: dict[int, Mine] = {pk: {} for pk in flow_ids}
+    rows = IdentifierSighting.objects.filter(flow_id__in=flow_ids).values_list(
+        "flow_id", "kind", "value", "field_id", "seen_at"
     )
-    for kind, value, field_id, seen_at in rows:
-        mine.setdefault((kind, value), []).append((field_id, seen_at))
-    return mine
+    for flow_id, kind, value, field_id, seen_at in rows:
+        mine_of[flow_id].setdefault((kind, value), []).append((field_id, seen_at))
+    return mine_of
 
 
 def _firsts(mine: Mine) -> dict[tuple[str, str], datetime]:

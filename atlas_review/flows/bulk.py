@@ -80,9 +80,12 @@ def copy(model: type[Model], columns: Sequence[str], rows: Sequence[Sequence]) -
 def update(model: type[Model], objs: Sequence[Model], fields: Sequence[str]) -> int:
     """Model.objects.bulk_update(objs, fields) as one UPDATE ... FROM unnest(arrays): Django
     builds a CASE WHEN per field and row, whose compiling cost ~4 ms a row at a few hundred
-    rows (bench/ingest_bench.py). Values go through each field's get_db_prep_save."""
+    rows (bench/ingest_bench.py). Values go through each field's get_db_prep_save. Other
+    databases get Django's bulk_update."""
     if not objs:
         return 0
+    if not supported():
+        return model.objects.bulk_update(objs, fields, batch_size=1000)
     meta, qn = model._meta, connection.ops.quote_name
     columns = [meta.pk, *(meta.get_field(name) for name in fields)]
     arrays = [

@@ -260,10 +260,7 @@ def _apply_round(
         # One UPDATE for the batch. No post_save: its only receiver (review.on_flow_saved)
         # acts on failed syncs, and a flow with results is DONE.
         flows = [p[1] for p in plans]
-        if bulk.supported():
-            bulk.update(Flow, flows, _FLOW_RESULT_ATTRS)
-        else:
-            Flow.objects.bulk_update(flows, _FLOW_RESULT_ATTRS)
+        bulk.update(Flow, flows, _FLOW_RESULT_ATTRS)
     return created
 
 

@@ -181,10 +181,7 @@ def _finish_all(rows: list[Payload], results: list[ingest.IngestResult]) -> None
         payload.flow = result.flow
         payload.attempts += 1
     fields = ["outcome", "error", "applied_at", "flow", "flow_uuid", "attempts"]
-    if bulk.supported():
-        bulk.update(Payload, rows, fields)
-    else:
-        Payload.objects.bulk_update(rows, fields)
+    bulk.update(Payload, rows, fields)
     if rows:
         log.info("applied %s payloads as one batch", len(rows))
 

@@ -641,10 +641,7 @@ class _ItemWrites:
             ReviewItem.objects.bulk_create(self.create, batch_size=1000)
         if self.update:
             fields = [*_ITEM_ATTRS, "status", "updated_at"]
-            if bulk.supported():
-                bulk.update(ReviewItem, self.update, fields)
-            else:
-                ReviewItem.objects.bulk_update(self.update, fields, batch_size=1000)
+            bulk.update(ReviewItem, self.update, fields)
         if self.reopened:
             FlowReview.objects.filter(pk__in=self.reopened).update(
                 closed_at=None, closed_by=None, outcome="", outcome_comment="", updated_at=now
